@@ -1,0 +1,1 @@
+"""MMPrune4U plugin."""

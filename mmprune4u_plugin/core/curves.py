@@ -1,0 +1,157 @@
+"""Per-layer distortion curves: measure (exact or fisher), validate, combine into DP costs, save and load.
+
+C_l(s) = D_l(s) + beta * R_l(s) (DESIGN.md §1): D is the normalised task distortion, R the LSI regulariser, either
+layer-local (each layer's own output channels) or downstream (sum_m w_m J_m at each modality's tap). R is normalised
+within each modality (divided by the modality's mean R at the largest level) so camera and LiDAR layers share a scale.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+from torch import nn
+
+from .estimate_exact import exact_curves
+from .estimate_fisher import fisher_curves
+from .layers import PrunableLayer
+from .local_lsi import local_lsi_curves
+from .taps import Tap
+
+
+class Estimator(StrEnum):
+    EXACT = 'exact'
+    FISHER = 'fisher'
+
+
+class RegulariserForm(StrEnum):
+    LOCAL = 'local'
+    DOWNSTREAM = 'downstream'
+
+
+DEFAULT_GRID = tuple(round(0.01 * i, 2) for i in range(100))
+
+
+@dataclass
+class DistortionCurves:
+    """Curves of every layer on a common sparsity grid (rows follow ``names``)."""
+
+    names: list[str]
+    modalities: list[str]
+    numels: list[int]
+    grid: np.ndarray
+    task: np.ndarray
+    local: np.ndarray
+    downstream: dict[str, np.ndarray] = field(default_factory=dict)
+    estimator: str = Estimator.EXACT
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.grid = np.asarray(self.grid, dtype=np.float64)
+        shape = (len(self.names), len(self.grid))
+        arrays = {'task': self.task, 'local': self.local, **{f'downstream[{m}]': a for m, a in self.downstream.items()}}
+        for label, arr in arrays.items():
+            if np.shape(arr) != shape:
+                raise ValueError(f'curve array {label} has shape {np.shape(arr)}, expected {shape}')
+            bad = np.argwhere(~np.isfinite(np.asarray(arr, dtype=np.float64)))
+            if bad.size:
+                li, k = bad[0]
+                raise ValueError(f'{label} curve of layer {self.names[li]!r} is not finite at sparsity '
+                                 f'{self.grid[k]}: {arr[li, k]}')
+
+    def regulariser(self, form: str = RegulariserForm.LOCAL,
+                    modality_weights: Mapping[str, float] | None = None) -> np.ndarray:
+        """[L, K] normalised regulariser R (see module docstring)."""
+        weights = dict(modality_weights or {})
+        if RegulariserForm(form) is RegulariserForm.DOWNSTREAM:
+            if not self.downstream:
+                raise ValueError('downstream regulariser needs modality taps measured with the exact estimator')
+            reg = np.zeros_like(self.task)
+            for m, arr in self.downstream.items():
+                scale = float(np.mean(arr[:, -1])) or 1.0
+                reg += weights.get(m, 1.0) * arr / scale
+            return reg
+        reg = np.zeros_like(self.local)
+        mods = np.asarray(self.modalities)
+        for m in dict.fromkeys(self.modalities):
+            rows = mods == m
+            scale = float(np.mean(self.local[rows, -1])) or 1.0
+            reg[rows] = weights.get(m, 1.0) * self.local[rows] / scale
+        return reg
+
+    def cost(self, beta: float = 0.0, form: str = RegulariserForm.LOCAL,
+             modality_weights: Mapping[str, float] | None = None) -> np.ndarray:
+        """C = D + beta * R; ``beta=0`` is the RD allocator's cost."""
+        if beta < 0:
+            raise ValueError(f'`beta` must be >= 0, but got beta: {beta}')
+        return self.task if beta == 0 else self.task + beta * self.regulariser(form, modality_weights)
+
+    def save(self, path: str | Path) -> None:
+        """Write an ``.npz`` holding the arrays and a json header (for the curve cache)."""
+        meta = {'names': self.names, 'modalities': self.modalities, 'numels': [int(n) for n in self.numels],
+                'estimator': str(self.estimator), 'stats': self.stats, 'downstream': sorted(self.downstream)}
+        arrays = {f'downstream__{m}': a for m, a in self.downstream.items()}
+        np.savez(Path(path), meta=np.array(json.dumps(meta)), grid=self.grid, task=self.task, local=self.local,
+                 **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> 'DistortionCurves':
+        if not Path(path).is_file():
+            raise FileNotFoundError(f'curve cache {path} does not exist')
+        with np.load(Path(path), allow_pickle=False) as data:
+            meta = json.loads(str(data['meta']))
+            return cls(meta['names'], meta['modalities'], meta['numels'], data['grid'], data['task'],
+                       data['local'], {m: data[f'downstream__{m}'] for m in meta['downstream']},
+                       meta['estimator'], meta['stats'])
+
+    def matches(self, layers: Sequence[PrunableLayer], grid: Sequence[float]) -> bool:
+        """True when the cache was measured for these layers (names and sizes) on this grid."""
+        return (self.names == [lay.name for lay in layers] and list(self.numels) == [lay.numel for lay in layers]
+                and np.allclose(self.grid, np.asarray(grid, dtype=np.float64)))
+
+
+def validate_grid(grid: Sequence[float]) -> np.ndarray:
+    """Sorted unique levels in [0, 1) that start at 0."""
+    arr = np.asarray(grid, dtype=np.float64)
+    if arr.ndim != 1 or arr.size < 2 or arr[0] != 0 or np.any(np.diff(arr) <= 0) or arr[-1] >= 1:
+        raise ValueError(f'`grid` must be increasing levels in [0, 1) starting at 0, but got grid: {list(grid)[:8]}')
+    return arr
+
+
+def measure_curves(model: nn.Module, layers: Sequence[PrunableLayer], batches: Sequence[Any],
+                   forward_fn: Callable[[nn.Module, Any], Any], *, task_taps: Sequence[Tap],
+                   modality_taps: Mapping[str, Tap] | None = None, grid: Sequence[float] = DEFAULT_GRID,
+                   estimator: str = Estimator.EXACT, num_probes: int = 8, memoise: bool = True,
+                   progress: Callable[[str, int], Callable[[int], None]] | None = None) -> DistortionCurves:
+    """Measure the curves of ``layers`` in eval mode on the calibration ``batches`` (weights are left unchanged).
+
+    ``progress(description, total)`` may return a callback advanced once per unit of work.
+    """
+    if len(batches) == 0:
+        raise ValueError('calibration data is empty: `batches` has no batch')
+    if not task_taps:
+        raise ValueError('`task_taps` must name at least one tap')
+    grid_arr = validate_grid(grid)
+    est = Estimator(estimator)
+    n_levels = int((grid_arr > 0).sum())
+    tick = progress or (lambda desc, total: None)
+    was_training = model.training
+    model.eval()
+    try:
+        if est is Estimator.EXACT:
+            task, down, stats = exact_curves(model, layers, grid_arr, batches, forward_fn, task_taps=task_taps,
+                                             modality_taps=dict(modality_taps or {}), memoise=memoise,
+                                             progress=tick('exact curves', len(layers) * n_levels))
+        else:
+            task, stats = fisher_curves(model, layers, grid_arr, batches, forward_fn, task_taps=task_taps,
+                                        num_probes=num_probes, progress=tick('fisher curves', len(batches)))
+            down = {}
+        local = local_lsi_curves(model, layers, grid_arr, batches, forward_fn,
+                                 progress=tick('layer-local LSI', len(batches)))
+    finally:
+        model.train(was_training)
+    return DistortionCurves([lay.name for lay in layers], [lay.modality for lay in layers],
+                            [lay.numel for lay in layers], grid_arr, task, local, down, est, stats)

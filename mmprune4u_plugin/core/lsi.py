@@ -1,0 +1,93 @@
+"""Per-channel Gaussian relative Fisher information and the log-Sobolev bound on KL (DESIGN.md §1).
+
+For a channel with dense distribution p = N(mu, s2) and pruned distribution q = N(mu~, s2~):
+
+    relative Fisher information  I(q || p) = dmu^2 / s2^2 + (s2~ - s2)^2 / (s2~ * s2^2)
+    log-Sobolev inequality       KL(q || p) <= (s2 / 2) * I(q || p) = dmu^2 / (2 s2) + (r - 1)^2 / (2 r),  r = s2~/s2
+
+(p is Gaussian, so it satisfies the LSI with constant s2.) Everything is differentiable and batched over channels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def relative_fisher_information(*, mu_q: torch.Tensor, var_q: torch.Tensor, mu_p: torch.Tensor,
+                                var_p: torch.Tensor) -> torch.Tensor:
+    """I(q||p) = (mu_q - mu_p)^2 / var_p^2 + (var_q - var_p)^2 / (var_q * var_p^2), per channel."""
+    return (mu_q - mu_p) ** 2 / var_p ** 2 + (var_q - var_p) ** 2 / (var_q * var_p ** 2)
+
+
+def lsi_kl_bound(*, mu_q: torch.Tensor, var_q: torch.Tensor, mu_p: torch.Tensor,
+                 var_p: torch.Tensor) -> torch.Tensor:
+    """(var_p / 2) * I(q||p) = dmu^2 / (2 var_p) + (r - 1)^2 / (2 r) with r = var_q / var_p, per channel."""
+    r = var_q / var_p
+    return (mu_q - mu_p) ** 2 / (2 * var_p) + (r - 1) ** 2 / (2 * r)
+
+
+def gaussian_kl(*, mu_q: torch.Tensor, var_q: torch.Tensor, mu_p: torch.Tensor, var_p: torch.Tensor) -> torch.Tensor:
+    """Closed-form KL(N(mu_q, var_q) || N(mu_p, var_p)), for checking the bound."""
+    return 0.5 * (torch.log(var_p / var_q) + (var_q + (mu_q - mu_p) ** 2) / var_p - 1)
+
+
+def variance_floor(var_p: torch.Tensor, *, rel_eps: float = 1e-3, abs_eps: float = 1e-8) -> torch.Tensor:
+    """max(var, rel_eps * mean(var), abs_eps): dead channels must not blow up the ratio."""
+    floor = torch.clamp(var_p.detach().mean() * rel_eps, min=abs_eps)
+    return torch.maximum(var_p, floor)
+
+
+def channel_moments(x: torch.Tensor, channel_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and (biased) variance of ``x`` over every other dimension."""
+    flat = x.movedim(channel_dim, -1).reshape(-1, x.shape[channel_dim])
+    mu = flat.mean(0)
+    var = (flat - mu).pow(2).mean(0)
+    return mu, var
+
+
+def feature_lsi(pruned: torch.Tensor, dense: torch.Tensor, *, channel_dim: int = 1,
+                reduction: str = 'mean', fisher: bool = True) -> torch.Tensor:
+    """Gaussian relative Fisher information (``fisher=True``) or LSI-KL bound between two feature maps.
+
+    ``dense`` is the reference p (typically detached); moments are taken per channel over the remaining dims.
+    """
+    mu_q, var_q = channel_moments(pruned, channel_dim)
+    mu_p, var_p = channel_moments(dense, channel_dim)
+    var_p = variance_floor(var_p)
+    var_q = torch.maximum(var_q, var_p.detach() * 1e-6)
+    fn = relative_fisher_information if fisher else lsi_kl_bound
+    per_channel = fn(mu_q=mu_q, var_q=var_q, mu_p=mu_p, var_p=var_p)
+    return per_channel.mean() if reduction == 'mean' else per_channel
+
+
+@dataclass
+class MomentAccumulator:
+    """Running per-channel sums for dense and pruned features over several calibration batches."""
+
+    n: int = 0
+    s_p: torch.Tensor | None = None
+    ss_p: torch.Tensor | None = None
+    s_q: torch.Tensor | None = None
+    ss_q: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def add(self, pruned: torch.Tensor, dense: torch.Tensor, channel_dim: int) -> None:
+        q = pruned.detach().movedim(channel_dim, -1).reshape(-1, pruned.shape[channel_dim]).double()
+        p = dense.detach().movedim(channel_dim, -1).reshape(-1, dense.shape[channel_dim]).double()
+        sums = (p.sum(0), (p * p).sum(0), q.sum(0), (q * q).sum(0))
+        if self.s_p is None:
+            self.s_p, self.ss_p, self.s_q, self.ss_q = sums
+        else:
+            self.s_p, self.ss_p, self.s_q, self.ss_q = (a + b for a, b in zip(
+                (self.s_p, self.ss_p, self.s_q, self.ss_q), sums))
+        self.n += p.shape[0]
+
+    def kl_bound(self) -> float:
+        """Channel-mean LSI-KL bound of the pooled moments (0 when nothing was added)."""
+        if self.n == 0:
+            return 0.0
+        mu_p, mu_q = self.s_p / self.n, self.s_q / self.n
+        var_p = variance_floor((self.ss_p / self.n - mu_p ** 2).clamp_min(0))
+        var_q = torch.maximum((self.ss_q / self.n - mu_q ** 2).clamp_min(0), var_p * 1e-6)
+        return float(lsi_kl_bound(mu_q=mu_q, var_q=var_q, mu_p=mu_p, var_p=var_p).mean())

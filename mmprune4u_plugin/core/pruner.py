@@ -1,0 +1,133 @@
+"""The pruning lifecycle: ``prepare(model)`` -> ``set_sparsities`` / ``apply`` -> ``squash()``.
+
+The masks live in this object, not in the model, so a pruned model's ``state_dict`` has exactly the keys of the plain
+model (its zeros are simply in the weights). ``state_dict()`` holds plain data: names, shapes and bit-packed masks.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .layers import PrunableLayer, get_weight
+from .masks import PruningMask, SparsityReport, magnitude_mask, sparsity_report
+
+
+class Pruner:
+    """Owns one :class:`PruningMask` per prunable layer and keeps a model's weights masked.
+
+    Args:
+        layers: The layers to manage (from :func:`find_prunable_layers`).
+    """
+
+    def __init__(self, layers: Sequence[PrunableLayer]) -> None:
+        if not layers:
+            raise ValueError('Pruner needs at least one layer')
+        self.layers = list(layers)
+        self.masks = nn.ModuleDict({_key(lay.name): PruningMask(lay.shape) for lay in self.layers})
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._model: nn.Module | None = None
+
+    def mask_of(self, name: str) -> torch.Tensor:
+        """The bool mask buffer (True = keep) of layer ``name``."""
+        return self.masks[_key(name)].mask
+
+    def prepare(self, model: nn.Module) -> None:
+        """Attach to ``model``: move masks to its device and zero the gradients of pruned weights on backward."""
+        self.remove_hooks()
+        self._model = model
+        for lay in self.layers:
+            weight = get_weight(model, lay)
+            if tuple(weight.shape) != lay.shape:
+                raise ValueError(f'layer {lay.name!r} has shape {tuple(weight.shape)}, expected {lay.shape}')
+            pm = self.masks[_key(lay.name)]
+            pm.to(weight.device)
+            self._handles.append(weight.register_hook(_grad_masker(pm)))
+
+    @property
+    def model(self) -> nn.Module:
+        if self._model is None:
+            raise RuntimeError('call Pruner.prepare(model) first')
+        return self._model
+
+    @torch.no_grad()
+    def set_sparsities(self, sparsities: Mapping[str, float]) -> None:
+        """Recompute every named layer's mask by magnitude at its new sparsity (never reviving pruned weights)."""
+        unknown = sorted(set(sparsities) - {lay.name for lay in self.layers})
+        if unknown:
+            raise ValueError(f'sparsities name unknown layers: {unknown}')
+        for lay in self.layers:
+            if lay.name in sparsities:
+                pm = self.masks[_key(lay.name)]
+                pm.update(magnitude_mask(get_weight(self.model, lay), sparsities[lay.name], keep=pm.mask))
+        self.apply()
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        """Multiply every weight by its mask (call after each optimizer step)."""
+        for lay in self.layers:
+            weight = get_weight(self.model, lay)
+            weight.masked_fill_(~self.mask_of(lay.name), 0)
+
+    @torch.no_grad()
+    def apply_to(self, model: nn.Module) -> None:
+        """Multiply the matching weights of another model (e.g. an EMA copy) by the masks."""
+        for lay in self.layers:
+            weight = get_weight(model, lay)
+            weight.masked_fill_(~self.mask_of(lay.name).to(weight.device), 0)
+
+    def report(self, model: nn.Module | None = None) -> SparsityReport:
+        """Exact zero counts of the managed weights of ``model`` (default: the prepared model)."""
+        model = self.model if model is None else model
+        return sparsity_report([(lay.name, lay.modality, get_weight(model, lay).detach()) for lay in self.layers])
+
+    def sparsities(self) -> dict[str, float]:
+        """Current mask sparsity per layer."""
+        return {lay.name: self.masks[_key(lay.name)].sparsity for lay in self.layers}
+
+    def remove_hooks(self) -> None:
+        """Remove only the gradient hooks this pruner registered."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def squash(self) -> None:
+        """Fold the masks into the weights for good and detach from the model."""
+        if self._model is not None:
+            self.apply()
+        self.remove_hooks()
+        self._model = None
+
+    def state_dict(self) -> dict:
+        """Plain data: layer names, shapes and bit-packed masks (uint8 numpy arrays)."""
+        return {'version': 1, 'layers': [
+            {'name': lay.name, 'shape': list(lay.shape),
+             'mask': np.packbits(self.mask_of(lay.name).cpu().numpy().reshape(-1))} for lay in self.layers]}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        """Restore masks saved by :meth:`state_dict`; layer names and shapes must match."""
+        saved = {entry['name']: entry for entry in state['layers']}
+        mine = {lay.name for lay in self.layers}
+        if set(saved) != mine:
+            raise ValueError(f'saved masks do not match the layers: missing {sorted(mine - set(saved))[:5]}, '
+                             f'unexpected {sorted(set(saved) - mine)[:5]}')
+        for lay in self.layers:
+            entry = saved[lay.name]
+            if tuple(entry['shape']) != lay.shape:
+                raise ValueError(f'saved mask of {lay.name!r} has shape {entry["shape"]}, expected {lay.shape}')
+            bits = np.unpackbits(np.asarray(entry['mask'], dtype=np.uint8))[:lay.numel].astype(bool)
+            self.masks[_key(lay.name)].update(torch.from_numpy(bits).view(lay.shape))
+
+
+def _key(name: str) -> str:
+    """ModuleDict keys may not contain dots."""
+    return name.replace('.', '__')
+
+
+def _grad_masker(pm: PruningMask):
+    def hook(grad: torch.Tensor) -> torch.Tensor:
+        return torch.where(pm.mask, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
+    return hook

@@ -1,0 +1,110 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from helpers import TwoBranchNet, arange_
+from mmprune4u_plugin.core.layers import find_prunable_layers
+from mmprune4u_plugin.core.masks import PruningMask, magnitude_mask
+from mmprune4u_plugin.core.pruner import Pruner
+
+
+def test_magnitude_mask_exact_count_and_ties_by_index():
+    w = torch.tensor([[0.5, -0.1, 0.1], [0.3, -0.1, 2.0]])
+    assert magnitude_mask(w, 0.5).tolist() == [[True, False, False], [True, False, True]]
+    # 0.4 * 6 = 2.4 -> 2 zeros: the two -0.1/0.1 ties broken by index (1, then 2)
+    assert magnitude_mask(w, 0.4).tolist() == [[True, False, False], [True, True, True]]
+    assert magnitude_mask(w, 0.0).all()
+    assert not magnitude_mask(w, 1.0).any()
+
+
+@pytest.mark.parametrize('sparsity', [-0.1, 1.5])
+def test_magnitude_mask_bad_sparsity(sparsity):
+    with pytest.raises(ValueError, match='`sparsity` must be in'):
+        magnitude_mask(torch.ones(3), sparsity)
+
+
+def test_magnitude_mask_never_revives():
+    w = torch.tensor([5.0, 1.0, 2.0, 3.0])
+    keep = torch.tensor([False, True, True, True])  # the largest weight was pruned earlier
+    assert magnitude_mask(w, 0.5, keep=keep).tolist() == [False, False, True, True]
+    with pytest.raises(ValueError, match='would revive pruned weights'):
+        magnitude_mask(w, 0.0, keep=keep)
+
+
+def test_property_exact_counts_random():
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        n = int(torch.randint(1, 500, (1,), generator=gen))
+        s = float(torch.rand(1, generator=gen))
+        w = torch.randint(-3, 4, (n,), generator=gen).float()  # many ties
+        mask = magnitude_mask(w, s)
+        assert int((~mask).sum()) == round(s * n)
+        if 0 < (~mask).sum() < n:
+            assert w[~mask].abs().max() <= w[mask].abs().min()
+
+
+def test_pruning_mask_config_roundtrip():
+    pm = PruningMask((2, 3))
+    buf = pm.mask
+    pm.update(torch.tensor([[True, False, True], [False, False, True]]))
+    assert pm.mask is buf and pm.sparsity == 0.5
+    clone = PruningMask.from_config(pm.get_config())
+    clone.load_state_dict(pm.state_dict())
+    assert torch.equal(clone.mask, pm.mask)
+
+
+def test_pruner_masks_weights_grads_and_survives_sgd():
+    model = arange_(TwoBranchNet())
+    layers = find_prunable_layers(model, modalities=dict(camera=['img_'], lidar=['pts_']))
+    pruner = Pruner(layers)
+    pruner.prepare(model)
+    pruner.set_sparsities({lay.name: 0.5 for lay in layers})
+    report = pruner.report()
+    assert report.zeros == sum(round(0.5 * lay.numel) for lay in layers)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=0.1)
+    for _ in range(3):
+        out = model(torch.randn(2, 3, 4, 4), torch.randn(2, 5, 5)).pow(2).mean()
+        opt.zero_grad()
+        out.backward()
+        w = model.img_backbone[0].weight
+        assert torch.all(w.grad[~pruner.mask_of('img_backbone.0.weight')] == 0)
+        opt.step()
+        pruner.apply()
+    assert pruner.report().zeros == report.zeros
+    assert set(pruner.report().by_modality()) == {'camera', 'lidar', 'other'}
+    assert 'img_backbone.0.weight' in str(report) and '[global]' in str(report)
+
+
+def test_pruner_state_dict_roundtrip_and_plain_keys():
+    model = arange_(TwoBranchNet())
+    layers = find_prunable_layers(model)
+    pruner = Pruner(layers)
+    pruner.prepare(model)
+    keys_before = set(model.state_dict())
+    pruner.set_sparsities({layers[0].name: 0.25, layers[1].name: 0.75})
+    assert set(model.state_dict()) == keys_before  # masks are not model keys
+    state = pruner.state_dict()
+    assert all(isinstance(e['mask'], np.ndarray) for e in state['layers'])
+    other = Pruner(find_prunable_layers(TwoBranchNet()))
+    other.load_state_dict(state)
+    for lay in layers:
+        assert torch.equal(other.mask_of(lay.name), pruner.mask_of(lay.name))
+    bad = Pruner(find_prunable_layers(TwoBranchNet(), include=['img_']))
+    with pytest.raises(ValueError, match='saved masks do not match'):
+        bad.load_state_dict(state)
+
+
+def test_pruner_squash_removes_only_its_hooks():
+    model = arange_(TwoBranchNet())
+    w = model.img_backbone[0].weight
+    calls = []
+    w.register_hook(lambda g: calls.append(1))
+    pruner = Pruner(find_prunable_layers(model))
+    pruner.prepare(model)
+    pruner.set_sparsities({'img_backbone.0.weight': 0.5})
+    pruner.squash()
+    model(torch.randn(1, 3, 4, 4), torch.randn(1, 5, 5)).sum().backward()
+    assert calls == [1]
+    assert int((w.grad != 0).sum()) > 54  # grads no longer masked
+    assert int((w == 0).sum()) == 54
