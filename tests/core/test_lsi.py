@@ -1,0 +1,65 @@
+import math
+
+import pytest
+import torch
+
+from mmprune4u_plugin.core.lsi import (MomentAccumulator, channel_moments, feature_lsi, gaussian_kl,
+                                       lsi_kl_bound, relative_fisher_information)
+
+
+def test_closed_form_hand_values():
+    # p = N(0, 1), q = N(1, 2): I = 1/1 + (2-1)^2/(2*1) = 1.5; bound = 1/2 + (2-1)^2/(2*2) = 0.75
+    kw = dict(mu_q=torch.tensor([1.0]), var_q=torch.tensor([2.0]), mu_p=torch.tensor([0.0]),
+              var_p=torch.tensor([1.0]))
+    assert relative_fisher_information(**kw).item() == pytest.approx(1.5)
+    assert lsi_kl_bound(**kw).item() == pytest.approx(0.75)
+    # KL(N(1,2)||N(0,1)) = 0.5 (log(1/2) + 3 - 1) = 0.65343
+    assert gaussian_kl(**kw).item() == pytest.approx(0.5 * (math.log(0.5) + 2))
+
+
+def test_bound_is_var_over_two_times_fisher_and_dominates_kl():
+    gen = torch.Generator().manual_seed(0)
+    mu_p, mu_q = torch.randn(1000, generator=gen), torch.randn(1000, generator=gen)
+    var_p, var_q = torch.rand(1000, generator=gen) + 0.05, torch.rand(1000, generator=gen) + 0.05
+    kw = dict(mu_q=mu_q, var_q=var_q, mu_p=mu_p, var_p=var_p)
+    torch.testing.assert_close(lsi_kl_bound(**kw), var_p / 2 * relative_fisher_information(**kw))
+    assert torch.all(lsi_kl_bound(**kw) >= gaussian_kl(**kw) - 1e-6)
+    assert torch.all(lsi_kl_bound(mu_q=mu_p, var_q=var_p, mu_p=mu_p, var_p=var_p) == 0)
+
+
+def test_monte_carlo_fisher_information():
+    # I(q||p) = E_q ||d/dx log(q/p)||^2, estimated by sampling x ~ q
+    gen = torch.Generator().manual_seed(1)
+    mu_p, var_p, mu_q, var_q = 0.3, 0.8, -0.4, 1.7
+    x = mu_q + math.sqrt(var_q) * torch.randn(400_000, generator=gen, dtype=torch.float64)
+    score = -(x - mu_q) / var_q + (x - mu_p) / var_p
+    mc = float((score ** 2).mean())
+    exact = relative_fisher_information(mu_q=torch.tensor(mu_q), var_q=torch.tensor(var_q),
+                                        mu_p=torch.tensor(mu_p), var_p=torch.tensor(var_p)).item()
+    assert mc == pytest.approx(exact, rel=0.02)
+
+
+def test_feature_lsi_differentiable_and_zero_on_equal():
+    gen = torch.Generator().manual_seed(2)
+    dense = torch.randn(4, 3, 5, 5, generator=gen)
+    assert feature_lsi(dense.clone(), dense).item() == 0
+    pruned = (dense * 0.5 + 0.1).requires_grad_()
+    loss = feature_lsi(pruned, dense, channel_dim=1)
+    loss.backward()
+    assert loss.item() > 0 and torch.isfinite(pruned.grad).all() and pruned.grad.abs().sum() > 0
+    # per-channel: moments over every dim but the channel one
+    mu, var = channel_moments(dense, 1)
+    torch.testing.assert_close(mu, dense.mean((0, 2, 3)))
+    torch.testing.assert_close(var, dense.var((0, 2, 3), unbiased=False))
+
+
+def test_accumulator_pools_batches_like_concatenation():
+    gen = torch.Generator().manual_seed(3)
+    a = [torch.randn(7, 4, generator=gen) for _ in range(3)]
+    b = [x * 1.3 + 0.2 for x in a]
+    acc = MomentAccumulator()
+    for q, p in zip(b, a):
+        acc.add(q, p, -1)
+    whole = feature_lsi(torch.cat(b).double(), torch.cat(a).double(), channel_dim=-1, fisher=False)
+    assert acc.kl_bound() == pytest.approx(whole.item(), rel=1e-9)
+    assert MomentAccumulator().kl_bound() == 0.0
