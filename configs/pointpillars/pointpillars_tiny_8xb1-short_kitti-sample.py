@@ -20,10 +20,9 @@ train_pipeline = [
 sample = dict(data_root=data_root, ann_file='000008.pkl', data_prefix=dict(pts='', img=''))
 train_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False,
                         dataset=dict(times=1, dataset=dict(pipeline=train_pipeline, **sample)))
-val_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False, dataset=sample)
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + '000008.pkl')
-test_evaluator = val_evaluator
-train_cfg = dict(by_epoch=False, max_iters=4, val_interval=1000)
+test_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False, dataset=sample)
+test_evaluator = dict(ann_file=data_root + '000008.pkl')  # KittiMetric needs metainfo.categories in this pkl
+val_dataloader, val_evaluator, val_cfg = None, None, None  # one frame: no validation during the short schedule
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=4, val_interval=1000)
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(by_epoch=False, interval=2))
 load_from = None

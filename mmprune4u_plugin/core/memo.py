@@ -10,6 +10,7 @@ re-runs, while the stages before it are served from the record.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from typing import Any, Iterator, Sequence
 
@@ -19,12 +20,20 @@ from torch import nn
 from .layers import canonical_name
 
 
+@functools.lru_cache(maxsize=64)
+def _pattern(numel: int, dtype: torch.dtype) -> torch.Tensor:
+    """A fixed quasi-random weighting, so a permutation of the values also changes the fingerprint."""
+    return torch.cos(torch.arange(numel, dtype=torch.float64) * (math.sqrt(5) - 1) / 2).to(dtype)
+
+
 def fingerprint(obj: Any) -> tuple:
-    """A cheap content summary of every tensor inside ``obj`` (shape, sum, sum of squares, a weighted sum)."""
+    """A cheap content summary of every tensor inside ``obj``: shape, dtype, sum and a weighted sum (two passes)."""
     if isinstance(obj, torch.Tensor):
-        t = obj.detach().reshape(-1).to(torch.float64)
-        w = torch.cos(torch.arange(t.numel(), dtype=torch.float64) * (math.sqrt(5) - 1) / 2)
-        return (tuple(obj.shape), str(obj.dtype), float(t.sum()), float((t * t).sum()), float((t * w).sum()))
+        t = obj.detach().reshape(-1)
+        if not t.is_floating_point():
+            t = t.to(torch.float64)
+        t = t.contiguous()
+        return (tuple(obj.shape), str(obj.dtype), float(t.sum()), float(torch.dot(t, _pattern(t.numel(), t.dtype))))
     if hasattr(obj, 'features') and hasattr(obj, 'indices') and isinstance(obj.features, torch.Tensor):
         return ('sparse', fingerprint(obj.features), fingerprint(obj.indices))
     if isinstance(obj, (list, tuple)):
@@ -59,19 +68,21 @@ class ForwardMemo:
     def __init__(self, model: nn.Module, depth: int = 2) -> None:
         if depth < 1:
             raise ValueError(f'`depth` must be >= 1, but got depth: {depth}')
-        self.units = {canonical_name(n): m for n, m in model.named_modules()
-                      if n and len(canonical_name(n).split('.')) <= depth}
+        self._all_modules = {canonical_name(n): m for n, m in model.named_modules()}
+        self.units = {n: m for n, m in self._all_modules.items() if n and len(n.split('.')) <= depth}
         # (batch, unit, call) -> (input fingerprint, output, unit call counters after the call)
         self._record: dict[tuple[int, str, int], tuple[tuple, Any, dict[str, int]]] = {}
         self._batch = 0
         self._counters: dict[str, int] = {}
         self.calls_served = 0
         self.calls_run = 0
+        self._dirty_ran = False
 
     def start_batch(self, index: int) -> None:
         """Tell the memo which calibration batch the next forward pass processes."""
         self._batch = index
         self._counters = {name: 0 for name in self.units}
+        self._dirty_ran = False
 
     def clear(self) -> None:
         self._record.clear()
@@ -86,7 +97,8 @@ class ForwardMemo:
     def replay(self, dirty: Sequence[str], taps: Sequence[str] = ()) -> Iterator['ForwardMemo']:
         """Pass in which only the modules named in ``dirty`` (and what they feed) may differ from the record.
 
-        Units that hold a tap module below them always run, so the tap's hook fires.
+        Units that hold a tap module below them always run, so the tap's hook fires. Until a dirty module first
+        runs, the pass is identical to the dense one, so units are served without comparing fingerprints.
         """
         dirty = [canonical_name(d) for d in dirty]
         inner_taps = [canonical_name(t) for t in taps]
@@ -96,7 +108,8 @@ class ForwardMemo:
             rec = self._record.get(key)
             contains_dirty = (any(d == name or d.startswith(name + '.') for d in dirty)
                               or any(t.startswith(name + '.') for t in inner_taps))
-            if rec is not None and not contains_dirty and fingerprint((args, kwargs)) == rec[0]:
+            if rec is not None and not contains_dirty and (
+                    not self._dirty_ran or fingerprint((args, kwargs)) == rec[0]):
                 self._counters.update(rec[2])
                 self.calls_served += 1
                 return _detach_copy(rec[1])
@@ -104,8 +117,15 @@ class ForwardMemo:
             self.calls_run += 1
             return forward(*args, **kwargs)
 
-        with self._wrapped(call):
-            yield self
+        def mark(module, args):
+            self._dirty_ran = True
+        handles = [m.register_forward_pre_hook(mark) for n, m in self._all_modules.items() if n in dirty]
+        try:
+            with self._wrapped(call):
+                yield self
+        finally:
+            for h in handles:
+                h.remove()
 
     def _record_call(self, name: str, forward, args, kwargs):
         key = (self._batch, name, self._counters[name])

@@ -1,0 +1,36 @@
+"""MVX-Net (LiDAR + camera, mmdet3d zoo config), shrunk to run on CPU, on the real KITTI frame in ../shared/data.
+
+Fill these args: ``data_root`` (or set MMPRUNE4U_SHARED_DATA); widths in ``model``; ``load_from`` for real weights.
+"""
+_base_ = ['mmdet3d::mvxnet/mvxnet_fpn_dv_second_secfpn_8xb2-80e_kitti-3d-3class.py']
+custom_imports = dict(imports=['mmprune4u_plugin'], allow_failed_imports=False)
+data_root = '{{$MMPRUNE4U_SHARED_DATA:../shared/data}}/kitti-sample/'
+point_cloud_range = [0, -40, -3, 70.4, 40, 1]
+model = dict(
+    img_backbone=dict(depth=18, style='pytorch', frozen_stages=-1, init_cfg=None),
+    img_neck=dict(in_channels=[64, 128, 256, 512], out_channels=32),
+    pts_voxel_encoder=dict(feat_channels=[16, 16], fusion_layer=dict(
+        img_channels=32, pts_channels=16, mid_channels=32, out_channels=32)),
+    pts_middle_encoder=dict(in_channels=32, base_channels=8, output_channels=32, encoder_channels=(
+        (8, ), (16, 16, 16), (32, 32, 32), (32, 32, 32))),
+    pts_backbone=dict(in_channels=64, layer_nums=[1, 1], out_channels=[32, 64]),
+    pts_neck=dict(in_channels=[32, 64], out_channels=[32, 32]),
+    pts_bbox_head=dict(in_channels=64, feat_channels=64))
+train_pipeline = [
+    dict(type='LoadPointsFromFile', coord_type='LIDAR', load_dim=4, use_dim=4),
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations3D', with_bbox_3d=True, with_label_3d=True),
+    dict(type='Resize', scale=(640, 192), keep_ratio=True),
+    dict(type='PointsRangeFilter', point_cloud_range=point_cloud_range),
+    dict(type='ObjectRangeFilter', point_cloud_range=point_cloud_range),
+    dict(type='Pack3DDetInputs', keys=['points', 'img', 'gt_bboxes_3d', 'gt_labels_3d'])]
+sample = dict(data_root=data_root, ann_file='000008.pkl', data_prefix=dict(pts='', img=''))
+train_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False,
+                        dataset=dict(times=1, dataset=dict(pipeline=train_pipeline, **sample)))
+test_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False, dataset=sample)
+test_evaluator = dict(ann_file=data_root + '000008.pkl')  # KittiMetric needs metainfo.categories in this pkl
+val_dataloader, val_evaluator, val_cfg = None, None, None  # one frame: no validation during the short schedule
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=4, val_interval=1000)
+param_scheduler = []
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(by_epoch=False, interval=2))
+load_from = None

@@ -1,0 +1,4 @@
+"""Losses registered in mmdet3d MODELS."""
+from .log_sobolev_loss import LogSobolevLoss
+
+__all__ = ["LogSobolevLoss"]
