@@ -101,10 +101,11 @@ class Pruner:
         self._model = None
 
     def state_dict(self) -> dict:
-        """Plain data: layer names, shapes and bit-packed masks (uint8 numpy arrays)."""
+        """Plain data: layer names, shapes and bit-packed masks (uint8 tensors, loadable with weights_only)."""
         return {'version': 1, 'layers': [
             {'name': lay.name, 'shape': list(lay.shape),
-             'mask': np.packbits(self.mask_of(lay.name).cpu().numpy().reshape(-1))} for lay in self.layers]}
+             'mask': torch.from_numpy(np.packbits(self.mask_of(lay.name).cpu().numpy().reshape(-1)))}
+            for lay in self.layers]}
 
     @torch.no_grad()
     def load_state_dict(self, state: dict) -> None:
@@ -118,7 +119,9 @@ class Pruner:
             entry = saved[lay.name]
             if tuple(entry['shape']) != lay.shape:
                 raise ValueError(f'saved mask of {lay.name!r} has shape {entry["shape"]}, expected {lay.shape}')
-            bits = np.unpackbits(np.asarray(entry['mask'], dtype=np.uint8))[:lay.numel].astype(bool)
+            packed = entry['mask']
+            packed = packed.cpu().numpy() if isinstance(packed, torch.Tensor) else np.asarray(packed, dtype=np.uint8)
+            bits = np.unpackbits(packed)[:lay.numel].astype(bool)
             self.masks[_key(lay.name)].update(torch.from_numpy(bits).view(lay.shape))
 
 

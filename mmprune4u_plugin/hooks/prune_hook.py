@@ -1,6 +1,7 @@
 """MMPrune4UHook: measure curves, allocate, mask and finetune any mmdet3d model from its config."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -9,6 +10,7 @@ import torch
 from mmengine.dist import broadcast_object_list, get_rank, is_distributed
 from mmengine.hooks import EMAHook, Hook
 from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS as ENGINE_HOOKS
 from mmdet3d.registry import HOOKS, MODELS
 
 from ..core.curves import DEFAULT_GRID, DistortionCurves, measure_curves
@@ -24,6 +26,7 @@ from .report import summary, write_report
 CHECKPOINT_KEY = 'mmprune4u'
 
 
+@ENGINE_HOOKS.register_module()  # also usable from configs without mmdet3d's default scope
 @HOOKS.register_module()
 class MMPrune4UHook(Hook):
     """Layer-adaptive unstructured pruning (MMPrune4U) with optional log-Sobolev finetuning. See README for keys.
@@ -118,10 +121,9 @@ class MMPrune4UHook(Hook):
         model = self._model(runner)
         target = self.targets[self.rounds_done]
         spec = dataclasses.replace(self.spec, sparsity=target)
-        loader = runner.train_dataloader if self.args['calib_dataloader'] is None else runner.build_dataloader(
-            self.args['calib_dataloader'])
         need_batches = self.spec.needs_curves or self.args['lsi_loss'] is not None
-        batches = collect_batches(model, loader, self.args['calib_batches']) if need_batches else []
+        batches = collect_batches(model, self._calibration_loader(runner), self.args['calib_batches']) \
+            if need_batches else []
         teacher = None
         if self.args['lsi_loss'] is not None and self.finetuner is None:
             if not self.modality_taps:
@@ -152,6 +154,14 @@ class MMPrune4UHook(Hook):
                          meta={'target': target, 'allocator': self.spec.allocator, 'round': self.rounds_done})
         if self.args['lsi_loss'] is not None and self.finetuner is None:
             self._install_finetuner(model, teacher)
+
+    def _calibration_loader(self, runner):
+        """A fresh, unshuffled loader over the train set (or ``calib_dataloader``): the first N batches, always the
+        same, and the Runner's own training iterator is left untouched."""
+        cfg = copy.deepcopy(self.args['calib_dataloader'] or runner.cfg.train_dataloader)
+        cfg['sampler'] = dict(type='DefaultSampler', shuffle=False)
+        cfg['persistent_workers'] = False
+        return runner.build_dataloader(cfg, seed=runner.seed)
 
     def _allocate(self, runner, model, spec: AllocationSpec, batches: list) -> tuple[dict, tuple | None]:
         layers = self.pruner.layers

@@ -1,0 +1,55 @@
+"""CPU shims for third-party bugs in the pinned stack (DESIGN.md §4).
+
+One module per shim; each documents the upstream bug, the version and how it was reproduced, patches only CPU
+behaviour, and is idempotent. Nothing is imported from spconv or mmcv until :func:`apply_cpu_shims` runs.
+
+========================  =======  ==========================================================================
+shim                      package  problem
+========================  =======  ==========================================================================
+``spconv_stream``         spconv   2.3.8 CPU backward calls ``torch.cuda.current_stream()``: crashes on CPU torch
+``spconv_scatter_add``    spconv   2.3.8 ``scatter_add_cpu`` races with >1 thread: silently wrong sparse convs
+``mmcv_dynamic_scatter``  mmcv     2.1.0 ``dynamic_scatter`` has no CPU kernel: MVX-Net's ``DynamicVFE`` fails
+``mmengine_torch_load``   mmengine 0.10.7 checkpoints fail to load under torch>=2.6 (weights_only default)
+========================  =======  ==========================================================================
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import warnings
+from typing import List
+
+# (shim name, package that must be importable, module in this package whose ``apply()`` installs it)
+SHIMS = (
+    ('spconv_stream', 'spconv', 'spconv_stream'),
+    ('spconv_scatter_add', 'spconv', 'spconv_scatter_add'),
+    ('mmcv_dynamic_scatter', 'mmcv', 'dynamic_scatter_cpu'),
+    ('mmengine_torch_load', 'mmengine', 'mmengine_torch_load'),
+)
+
+
+def apply_cpu_shims() -> List[str]:
+    """Install every shim whose package is importable; safe to call any number of times.
+
+    Returns:
+        list[str]: names of the shims in effect after the call (installed now or by an earlier call).
+
+    Note:
+        - A package that is not installed is skipped silently; one that is installed but fails to import (e.g. an
+          mmcv build without ops) is skipped with a warning.
+        - Importing spconv and ``mmcv.ops`` costs about 1 s; this is the only place the shims import them.
+    """
+    applied = []
+    for name, package, module in SHIMS:
+        if importlib.util.find_spec(package) is None:
+            continue
+        try:
+            importlib.import_module(f'{__name__}.{module}').apply()
+        except ImportError as err:
+            warnings.warn(f'mmprune4u: CPU shim {name!r} not applied, {package} failed to import: {err}')
+            continue
+        applied.append(name)
+    return applied
+
+
+__all__ = ['apply_cpu_shims', 'SHIMS']
