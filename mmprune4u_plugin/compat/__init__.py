@@ -10,6 +10,7 @@ shim                      package  problem
 ``spconv_scatter_add``    spconv   2.3.8 ``scatter_add_cpu`` races with >1 thread: silently wrong sparse convs
 ``mmcv_dynamic_scatter``  mmcv     2.1.0 ``dynamic_scatter`` has no CPU kernel: MVX-Net's ``DynamicVFE`` fails
 ``mmengine_torch_load``   mmengine 0.10.7 checkpoints fail to load under torch>=2.6 (weights_only default)
+``kitti_rotate_iou``      mmdet3d  1.4.0 KITTI eval imports a numba CUDA kernel: ``KittiMetric`` fails without CUDA
 ========================  =======  ==========================================================================
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ SHIMS = (
     ('spconv_scatter_add', 'spconv', 'spconv_scatter_add'),
     ('mmcv_dynamic_scatter', 'mmcv', 'dynamic_scatter_cpu'),
     ('mmengine_torch_load', 'mmengine', 'mmengine_torch_load'),
+    ('kitti_rotate_iou', 'mmdet3d', 'kitti_rotate_iou_cpu'),
 )
 
 

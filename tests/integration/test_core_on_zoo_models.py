@@ -14,17 +14,17 @@ from mmprune4u_plugin.hooks.calibration import collect_batches, default_task_tap
 
 CASES = {
     'pointpillars': ('pointpillars/pointpillars_tiny_8xb1-short_kitti-sample.py', dict(lidar=['']),
-                     dict(lidar=Tap('neck'))),
+                     dict(lidar=Tap('neck')), (0.0, 0.5, 0.7, 0.9)),
     'mvxnet': ('mvxnet/mvxnet_tiny_8xb1-short_kitti-sample.py',
                dict(camera=['img_'], fusion=['fusion_layer'], lidar=['pts_']),
-               dict(camera=Tap('img_neck'), lidar=Tap('pts_middle_encoder'))),
+               dict(camera=Tap('img_neck'), lidar=Tap('pts_middle_encoder')), (0.0, 0.6, 0.9)),
 }
 
 
 @pytest.mark.parametrize('case', sorted(CASES))
 def test_core_prunes_zoo_model_at_70_percent(case):
     require_sample('kitti-sample')
-    config, modalities, mod_taps = CASES[case]
+    config, modalities, mod_taps, grid = CASES[case]
     torch.manual_seed(0)
     cfg, model, dataset = build_from_config(config)
     from mmengine.dataset import pseudo_collate
@@ -32,7 +32,6 @@ def test_core_prunes_zoo_model_at_70_percent(case):
     batches = collect_batches(model, [pseudo_collate([dataset[0]])], 1)
     layers = find_prunable_layers(model, modalities=modalities)
     assert len(layers) >= 10
-    grid = (0.0, 0.5, 0.7, 0.9)
     curves = measure_curves(model, layers, batches, mmdet3d_forward, task_taps=default_task_taps(model),
                             modality_taps=mod_taps, grid=grid)
     assert np.all(np.isfinite(curves.task)) and np.all(curves.task[:, 0] == 0)
