@@ -215,7 +215,9 @@ class MMPrune4UHook(Hook):
 
     def _zero_optimizer_state(self, runner) -> None:
         """Momentum / Adam moments of pruned weights are zeroed so they cannot revive them."""
-        optimizer = runner.optim_wrapper.optimizer
+        optimizer = getattr(runner.optim_wrapper, 'optimizer', None)
+        if not isinstance(optimizer, torch.optim.Optimizer):  # tools/prune.py: no optimizer was built
+            return
         model = self._model(runner)
         for lay in self.pruner.layers:
             weight = get_weight(model, lay)
