@@ -5,6 +5,7 @@ model (its zeros are simply in the weights). ``state_dict()`` holds plain data: 
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -86,6 +87,14 @@ class Pruner:
     def sparsities(self) -> dict[str, float]:
         """Current mask sparsity per layer."""
         return {lay.name: self.masks[_key(lay.name)].sparsity for lay in self.layers}
+
+    def digest(self) -> str:
+        """SHA-1 of every mask in layer order: equal digests mean equal masks (e.g. across DDP ranks)."""
+        sha = hashlib.sha1()
+        for lay in self.layers:
+            sha.update(lay.name.encode())
+            sha.update(np.packbits(self.mask_of(lay.name).cpu().numpy().reshape(-1)).tobytes())
+        return sha.hexdigest()
 
     def remove_hooks(self) -> None:
         """Remove only the gradient hooks this pruner registered."""

@@ -143,6 +143,10 @@ class MMPrune4UHook(Hook):
         self.pruner.set_sparsities(self.allocation)
         self._zero_optimizer_state(runner)
         measured = self.pruner.report()
+        if is_distributed():  # evidence that every rank holds the same masks
+            out = Path(runner.work_dir) / 'mmprune4u'
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f'mask_digest_rank{get_rank()}.txt').write_text(self.pruner.digest() + '\n')
         if measured.zeros == 0:
             raise RuntimeError(f'round {self.rounds_done + 1} pruned no weight (target {target})')
         self.rounds_done += 1
