@@ -40,6 +40,7 @@ def load_config(args: argparse.Namespace):
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
+    append_prune_hook(cfg)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
@@ -53,6 +54,21 @@ def load_config(args: argparse.Namespace):
         cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False)
         cfg.env_cfg = dict(cfg.get('env_cfg', {}), dist_cfg=dict(backend='gloo'))
     return cfg
+
+
+def append_prune_hook(cfg) -> None:
+    """``mmprune4u_hook = dict(sparsity=...)`` in a config is appended to the ``custom_hooks`` it inherits.
+
+    Assigning ``custom_hooks`` in a child config replaces the base's list (mmengine merges dicts, not lists), which
+    would silently drop hooks such as BEVFusion's ``DisableObjectSampleHook``; this key keeps them.
+    """
+    spec = cfg.pop('mmprune4u_hook', None)
+    if spec is None:
+        return
+    hooks = list(cfg.get('custom_hooks') or [])
+    if any(str(h.get('type', '')).split('.')[-1] == 'MMPrune4UHook' for h in hooks):
+        raise ValueError('the config sets both `mmprune4u_hook` and an MMPrune4UHook in `custom_hooks`')
+    cfg.custom_hooks = hooks + [dict(type='MMPrune4UHook', **spec)]
 
 
 def build_runner(cfg):
