@@ -11,7 +11,7 @@ from mmengine.dist import broadcast_object_list, get_rank, is_distributed
 from mmengine.hooks import EMAHook, Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS as ENGINE_HOOKS
-from mmdet3d.registry import HOOKS, MODELS
+from mmdet3d.registry import DATASETS, HOOKS, MODELS
 
 from ..core.curves import DEFAULT_GRID, DistortionCurves, measure_curves
 from ..core.layers import find_prunable_layers, get_weight, module_by_name
@@ -163,6 +163,10 @@ class MMPrune4UHook(Hook):
         """A fresh, unshuffled loader over the train set (or ``calib_dataloader``): the first N batches, always the
         same, and the Runner's own training iterator is left untouched."""
         cfg = copy.deepcopy(self.args['calib_dataloader'] or runner.cfg.train_dataloader)
+        if isinstance(cfg.get('dataset'), dict):
+            cfg['dataset'] = DATASETS.build(cfg['dataset'])
+        if len(cfg['dataset']) == 0:
+            raise ValueError('calibration data is empty: the calibration dataset has no samples')
         cfg['sampler'] = dict(type='DefaultSampler', shuffle=False)
         cfg['persistent_workers'] = False
         return runner.build_dataloader(cfg, seed=runner.seed)

@@ -8,7 +8,7 @@ from torch import nn
 
 pytest.importorskip('mmdet3d')
 from mmengine.model import BaseModel  # noqa: E402
-from mmengine.registry import MODELS  # noqa: E402
+from mmengine.registry import DATASETS, MODELS  # noqa: E402
 from mmengine.testing import RunnerTestCase  # noqa: E402
 
 import mmprune4u_plugin  # noqa: E402,F401
@@ -35,6 +35,16 @@ class PruneToyModel(BaseModel):
             target = torch.stack(data_samples) if isinstance(data_samples, list) else data_samples
             return dict(loss=((out.squeeze(-1) - target) ** 2).mean())
         return out
+
+
+class EmptyToyDataset(torch.utils.data.Dataset):
+    metainfo = {}
+
+    def __len__(self):
+        return 0
+
+    def __getitem__(self, index):
+        raise IndexError(index)
 
 
 def _zeros(model):
@@ -103,10 +113,16 @@ class TestMMPrune4UHook(RunnerTestCase):
                 assert torch.equal(value, before[key]), f'{kwargs}: {key} changed before the error'
 
     def test_empty_calibration(self):
-        runner = self._runner()
-        with mock.patch.object(hook_module, 'collect_batches', side_effect=ValueError('calibration data is empty')):
+        DATASETS.register_module(name='EmptyToyDataset', module=EmptyToyDataset, force=True)
+        try:
+            runner = self._runner(calib_dataloader=dict(dataset=dict(type='EmptyToyDataset'), batch_size=3,
+                                                        num_workers=0))
+            before = copy.deepcopy(runner.model.state_dict())
             with self.assertRaisesRegex(ValueError, 'calibration data is empty'):
                 runner.train()
+            assert all(torch.equal(v, before[k]) for k, v in runner.model.state_dict().items())
+        finally:
+            DATASETS.module_dict.pop('EmptyToyDataset', None)
 
     def test_with_runner(self):
         runner = self._runner()
