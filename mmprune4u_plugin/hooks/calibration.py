@@ -38,13 +38,13 @@ def collect_batches(model: nn.Module, dataloader: Iterable, num_batches: int) ->
     return batches
 
 
-def _clone_tensors(obj: Any) -> Any:
+def clone_tensors(obj: Any) -> Any:
     if isinstance(obj, torch.Tensor):
         return obj.clone()
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_clone_tensors(x) for x in obj)
+        return type(obj)(clone_tensors(x) for x in obj)
     if isinstance(obj, dict):
-        return {k: _clone_tensors(v) for k, v in obj.items()}
+        return {k: clone_tensors(v) for k, v in obj.items()}
     return obj
 
 
@@ -54,7 +54,7 @@ def mmdet3d_forward(model: nn.Module, data: dict) -> Any:
     The inputs are cloned: some encoders write into their input in place (PillarFeatureNet's
     ``features[:, :, :3]`` centering), which would make every later pass see different voxels.
     """
-    return model(inputs=_clone_tensors(data['inputs']), data_samples=data.get('data_samples'), mode='predict')
+    return model(inputs=clone_tensors(data['inputs']), data_samples=data.get('data_samples'), mode='predict')
 
 
 def default_head_name(model: nn.Module) -> str:

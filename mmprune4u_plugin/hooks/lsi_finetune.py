@@ -14,7 +14,7 @@ from torch import nn
 
 from ..core.taps import Tap, TapRecorder, run_to_taps
 from ..losses import LogSobolevLoss
-from .calibration import _clone_tensors
+from .calibration import clone_tensors
 
 
 class LSIFinetuner:
@@ -70,7 +70,7 @@ class LSIFinetuner:
             return self.dense_stats
         self.teacher.train(self.model.training)  # same normalisation mode as the student: equal when unpruned
         with torch.no_grad(), TapRecorder(self.teacher, self.taps, stop_early=True) as rec:
-            return run_to_taps(self.teacher, _teacher_forward, (_clone_tensors(batch_inputs), batch_data_samples),
+            return run_to_taps(self.teacher, _teacher_forward, (clone_tensors(batch_inputs), batch_data_samples),
                                rec)
 
     def remove(self) -> None:
