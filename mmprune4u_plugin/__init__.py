@@ -14,5 +14,7 @@ if importlib.util.find_spec('mmdet3d') is not None:
     apply_cpu_shims()
     from .hooks import MMPrune4UHook  # noqa: E402
     from .losses import LogSobolevLoss  # noqa: E402
+    from . import models  # noqa: E402,F401  (BEVFusionLite and its parts, MultiViewImageResizeCrop)
+    from .evaluation import SyntheticNuScenesMetric  # noqa: E402
 
-    __all__ = ['MMPrune4UHook', 'LogSobolevLoss', 'apply_cpu_shims']
+    __all__ = ['MMPrune4UHook', 'LogSobolevLoss', 'SyntheticNuScenesMetric', 'apply_cpu_shims']

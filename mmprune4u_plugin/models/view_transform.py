@@ -1,0 +1,98 @@
+"""LSS view transform (Lift-Splat-Shoot, as in BEVFusion's camera branch), in pure PyTorch."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from mmcv.cnn import ConvModule
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from mmdet3d.registry import MODELS
+from .bev_pool import bev_pool, grid_size
+from .geometry import image_to_lidar
+
+
+def create_frustum(image_size: Sequence[int], feature_size: Sequence[int], dbound: Sequence[float]) -> Tensor:
+    """``(D, fH, fW, 3)`` points ``(u, v, d)``: the input-image pixel centre of each feature cell at each depth bin.
+
+    Feature cell ``j`` of a map with stride ``s = iW / fW`` covers pixels ``[s j, s (j + 1))``, centre
+    ``s (j + 0.5) - 0.5``; depth bins are ``arange(dmin, dmax, dstep)``.
+    """
+    (image_h, image_w), (feat_h, feat_w) = image_size, feature_size
+    depths = torch.arange(*dbound, dtype=torch.float32)
+    us = (torch.arange(feat_w, dtype=torch.float32) + 0.5) * (image_w / feat_w) - 0.5
+    vs = (torch.arange(feat_h, dtype=torch.float32) + 0.5) * (image_h / feat_h) - 0.5
+    d, v, u = torch.meshgrid(depths, vs, us, indexing='ij')
+    return torch.stack([u, v, d], dim=-1)
+
+
+@MODELS.register_module()
+class LSSViewTransform(BaseModule):
+    """Lift camera features to a BEV map: per-pixel depth distribution x context, splatted with :func:`bev_pool`.
+
+    Steps: a 1x1 conv (``depthnet``) maps each feature pixel to D depth logits and C context channels; the softmax
+    over depth times the context gives a feature per frustum point ``(camera, depth bin, pixel)``; the frustum points
+    go through the real calibrations (:func:`~mmprune4u_plugin.models.geometry.image_to_lidar`) into the LiDAR frame;
+    :func:`bev_pool` sums them into the ``(B, C * nz, ny, nx)`` grid (rows y, columns x, as mmdet3d's LiDAR BEV maps);
+    an optional conv stack (``downsample=2``, BEVFusion's) halves the grid.
+
+    Args:
+        in_channels (int): Channels of the image-neck map.
+        out_channels (int): Context channels C.
+        image_size (tuple[int, int]): Network input image ``(H, W)``.
+        feature_size (tuple[int, int]): Image-neck map ``(fH, fW)``.
+        xbound, ybound, zbound (tuple[float, float, float]): BEV grid ``(min, max, step)`` per axis (LiDAR frame).
+        dbound (tuple[float, float, float]): Depth bins ``(min, max, step)`` in metres.
+        downsample (int): 1 (none) or 2. Defaults to 1.
+        init_cfg (dict, optional): Defaults to None.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, image_size: Sequence[int], feature_size: Sequence[int],
+                 xbound: Sequence[float], ybound: Sequence[float], zbound: Sequence[float],
+                 dbound: Sequence[float], downsample: int = 1, init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if downsample not in (1, 2):
+            raise ValueError(f'`downsample` must be 1 or 2, but got downsample: {downsample}')
+        self.image_size, self.feature_size = tuple(image_size), tuple(feature_size)
+        self.bounds = dict(xbound=tuple(xbound), ybound=tuple(ybound), zbound=tuple(zbound))
+        self.register_buffer('frustum', create_frustum(image_size, feature_size, dbound), persistent=False)
+        self.num_depth, self.out_channels = self.frustum.shape[0], out_channels
+        self.depthnet = nn.Conv2d(in_channels, self.num_depth + out_channels, 1)
+        channels = out_channels * grid_size(zbound)
+        self.downsample = nn.Identity() if downsample == 1 else nn.Sequential(*[
+            ConvModule(channels, channels, 3, stride=stride, padding=1, bias=False, norm_cfg=dict(type='BN2d'))
+            for stride in (1, 2, 1)])
+
+    def lift(self, img_feats: Tensor) -> Tensor:
+        """``(B, N, Cin, fH, fW)`` -> frustum features ``(B, N, D, fH, fW, C)``."""
+        batch, views, _, feat_h, feat_w = img_feats.shape
+        if (feat_h, feat_w) != self.feature_size:
+            raise ValueError(f'image features are {feat_h}x{feat_w}, but the view transform was built for '
+                             f'feature_size={list(self.feature_size)}')
+        x = self.depthnet(img_feats.flatten(0, 1))
+        depth = x[:, :self.num_depth].softmax(dim=1)
+        context = x[:, self.num_depth:]
+        x = depth.unsqueeze(1) * context.unsqueeze(2)  # (BN, C, D, fH, fW)
+        return x.view(batch, views, self.out_channels, self.num_depth, feat_h, feat_w).permute(0, 1, 3, 4, 5, 2)
+
+    def geometry(self, *, cam2img: Tensor, lidar2cam: Tensor, img_aug_matrix: Tensor,
+                 lidar_aug_matrix: Tensor) -> Tensor:
+        """LiDAR-frame coordinates of the frustum points, ``(B, N, D, fH, fW, 3)``."""
+        return image_to_lidar(self.frustum, cam2img=cam2img, lidar2cam=lidar2cam, img_aug_matrix=img_aug_matrix,
+                              lidar_aug_matrix=lidar_aug_matrix)
+
+    def forward(self, img_feats: Tensor, cam2img: Tensor, lidar2cam: Tensor, img_aug_matrix: Tensor,
+                lidar_aug_matrix: Tensor) -> Tensor:
+        """Camera BEV map ``(B, C * nz, ny / downsample, nx / downsample)``.
+
+        Args:
+            img_feats (Tensor): ``(B, N, Cin, fH, fW)`` image-neck features of the N cameras.
+            cam2img, lidar2cam, img_aug_matrix (Tensor): ``(B, N, 4, 4)``, see
+                :mod:`~mmprune4u_plugin.models.geometry`.
+            lidar_aug_matrix (Tensor): ``(B, 4, 4)``.
+        """
+        coords = self.geometry(cam2img=cam2img, lidar2cam=lidar2cam, img_aug_matrix=img_aug_matrix,
+                               lidar_aug_matrix=lidar_aug_matrix)
+        bev = bev_pool(coords, self.lift(img_feats), **self.bounds)
+        return self.downsample(bev)
