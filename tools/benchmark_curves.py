@@ -40,7 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from demo import _batches_real, _batches_synthetic, _build
+    from demo_core import _batches_real, _batches_synthetic, _build
     from mmprune4u_plugin.core.curves import measure_curves
     from mmprune4u_plugin.core.layers import find_prunable_layers
     from mmprune4u_plugin.core.plan import AllocationSpec, allocate_layers

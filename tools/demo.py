@@ -1,116 +1,110 @@
-"""`make demo`: MMPrune4U on a real mmdet3d model, on CPU.
+"""`make demo`: prune -> finetune -> evaluate BEVFusion-Lite on the embedded synthetic nuScenes-format data, on CPU.
 
-MVX-Net (LiDAR + camera, shrunk zoo config) on the real KITTI frame in ../shared/data when it is there; otherwise
-PointPillars with random weights on synthetic points. Measures exact distortion curves (memoised), allocates 70%
-sparsity with the DP (MMPrune4U: task distortion + log-Sobolev regulariser; and RD for comparison), applies the
-masks, checks the pruned model still runs, and prints the per-layer allocation and the reached sparsity. The report
-(json, table, plots) goes to ``work_dirs/demo``. (The full prune -> finetune -> evaluate demo on synthetic
-nuScenes-format data is a later milestone.)
+Stages (each cached, so a second run only redoes what is missing; ``--fresh`` redoes everything):
+  1. data      tools/create_synthetic_nuscenes.py -> data/synthetic_nuscenes (200 train / 40 val scenes)
+  2. dense     train the tiny LiDAR-camera model      -> work_dirs/demo/dense/iter_*.pth
+  3. evaluate  untrained and dense models with nuscenes-devkit metrics (NDS, mAP, TP errors)
+  4. prune     MMPrune4UHook at 70% (exact curves, DP, masks) + finetuning with LogSobolevLoss
+  5. evaluate  the pruned model with the plain config; export a compressed sparse checkpoint
+  6. report    work_dirs/demo/report.md + report.json (+ the hook's per-layer table and plots)
+Every stage runs the project's own CLIs (tools/train.py, tools/test.py, tools/export_sparse.py) in a subprocess.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+DENSE_CFG = 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py'
+PRUNE_CFG = 'configs/demo/mmprune4u-70_bevfusion-lite_tiny_demo_synthetic-nus.py'
+DATA = REPO / 'data' / 'synthetic_nuscenes'
 
 
-def _build(config: str):
-    from mmengine.config import Config
-
-    import mmprune4u_plugin  # noqa: F401
-    from mmdet3d.registry import DATASETS, MODELS
-    from mmdet3d.utils import register_all_modules
-    register_all_modules()
-    cfg = Config.fromfile(str(REPO / 'configs' / config))
-    return cfg, MODELS.build(cfg.model), DATASETS
-
-
-def _batches_real(model, cfg, datasets):
-    from mmengine.dataset import pseudo_collate
-    dataset = datasets.build(cfg.train_dataloader.dataset)
-    return [model.data_preprocessor(pseudo_collate([dataset[0]]), False)]
+def run(stage: str, args: list[str], log: Path) -> None:
+    """Run one CLI, log to ``log``, show one line per stage; fail loudly with the log's tail."""
+    start = time.time()
+    print(f'[demo] {stage} ...', flush=True)
+    with open(log, 'w') as f:
+        proc = subprocess.run([sys.executable, *args], cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
+                              env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
+    if proc.returncode != 0:
+        raise SystemExit(f'[demo] {stage} failed; last lines of {log}:\n' + ''.join(open(log).readlines()[-30:]))
+    print(f'[demo] {stage} done in {time.time() - start:.0f} s (log: {log.relative_to(REPO)})', flush=True)
 
 
-def _batches_synthetic(model, seed: int = 0):
-    import torch
-    from mmdet3d.structures import Det3DDataSample, LiDARInstance3DBoxes
-    gen = torch.Generator().manual_seed(seed)
-    n = 20000
-    pts = torch.rand(n, 4, generator=gen) * torch.tensor([69.0, 79.0, 3.5, 1.0]) + torch.tensor([0.0, -39.5, -3.0, 0])
-    sample = Det3DDataSample(metainfo=dict(box_type_3d=LiDARInstance3DBoxes))
-    return [model.data_preprocessor(dict(inputs=dict(points=[pts]), data_samples=[sample]), False)]
+def last_checkpoint(work_dir: Path) -> Path | None:
+    marker = work_dir / 'last_checkpoint'
+    return Path(marker.read_text().strip()) if marker.is_file() else None
+
+
+def evaluate(name: str, config: str, checkpoint: Path | None, out: Path) -> dict:
+    metrics = out / f'metrics_{name}.json'
+    if not metrics.is_file():
+        ckpt = str(checkpoint) if checkpoint is not None else 'none'
+        run(f'evaluate {name}', ['tools/test.py', config, ckpt, '--work-dir', str(out / f'test_{name}'),
+                                 '--metrics-json', str(metrics)], out / f'test_{name}.log')
+    return json.loads(metrics.read_text())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--sparsity', type=float, default=0.7)
-    parser.add_argument('--beta', type=float, default=1.0)
     parser.add_argument('--work-dir', default=str(REPO / 'work_dirs' / 'demo'))
+    parser.add_argument('--fresh', action='store_true', help='regenerate the data and retrain from scratch')
     args = parser.parse_args()
-    import torch
-
-    from mmprune4u_plugin.core.curves import measure_curves
-    from mmprune4u_plugin.core.layers import find_prunable_layers
-    from mmprune4u_plugin.core.plan import AllocationSpec, allocate_layers
-    from mmprune4u_plugin.core.pruner import Pruner
-    from mmprune4u_plugin.core.taps import Tap
-    from mmprune4u_plugin.hooks.calibration import default_task_taps, mmdet3d_forward
-    from mmprune4u_plugin.hooks.report import write_report
-
-    torch.manual_seed(0)
-    real = (REPO.parent / 'shared' / 'data' / 'kitti-sample' / '000008.pkl').is_file()
-    if real:
-        print('[demo] MVX-Net (LiDAR + camera, shrunk) on the real KITTI frame 000008')
-        cfg, model, datasets = _build('mvxnet/mvxnet_tiny_8xb1-short_kitti-sample.py')
-        modalities = dict(camera=['img_'], fusion=['fusion_layer'], lidar=['pts_'])
-        taps = dict(camera=Tap('img_neck'), lidar=Tap('pts_middle_encoder'))
-    else:
-        print('[demo] ../shared/data is absent: PointPillars (random weights) on synthetic points')
-        cfg, model, datasets = _build('pointpillars/pointpillars_tiny_8xb1-short_kitti-sample.py')
-        modalities, taps = dict(lidar=['']), dict(lidar=Tap('neck'))
-    model.eval()
-    batches = _batches_real(model, cfg, datasets) if real else _batches_synthetic(model)
-    layers = find_prunable_layers(model, modalities=modalities)
-    print(f'[demo] {len(layers)} prunable layers, {sum(lay.numel for lay in layers):,} weights')
-    grid = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
+    out = Path(args.work_dir)
+    if args.fresh:
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(DATA, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    curves = measure_curves(model, layers, batches, mmdet3d_forward, task_taps=default_task_taps(model),
-                            modality_taps=taps, grid=grid, progress=_progress)
-    saved = 1 - curves.stats['leaf_forwards'] / curves.stats['plain_leaf_forwards']
-    print(f'[demo] exact curves in {time.time() - start:.1f} s; memoisation skipped {saved:.0%} of leaf-module '
-          f'forwards ({curves.stats})')
-    alloc = {name: allocate_layers(layers, AllocationSpec(args.sparsity, name, beta=args.beta), curves=curves)
-             for name in ('mmprune4u', 'rd')}
-    pruner = Pruner(layers)
-    pruner.prepare(model)
-    pruner.set_sparsities(alloc['mmprune4u'])
-    report = pruner.report()
-    print(f'\n{"layer":<48} {"modality":<8} {"weights":>8} {"MMPrune4U":>9} {"RD":>6}')
-    for lay in layers:
-        print(f'{lay.name:<48} {lay.modality:<8} {lay.numel:>8} {alloc["mmprune4u"][lay.name]:>9.3f} '
-              f'{alloc["rd"][lay.name]:>6.3f}')
-    for m, (n, z, s) in report.by_modality().items():
-        print(f'[demo] modality {m:<7} {n:>9,} weights, sparsity {s:.4f}')
-    print(f'[demo] reached global sparsity {report.global_sparsity:.6f} (target {args.sparsity}; '
-          f'{report.zeros:,} of {report.total:,} weights are zero)')
-    with torch.no_grad():
-        out = mmdet3d_forward(model, batches[0])
-    boxes = out[0].pred_instances_3d.bboxes_3d.tensor
-    print(f'[demo] pruned model runs: {len(boxes)} boxes, all finite: {bool(torch.isfinite(boxes).all())}')
-    paths = write_report(args.work_dir, layers, alloc['mmprune4u'], report, curves=curves,
-                         costs=curves.cost(args.beta), meta={'target': args.sparsity, 'allocator': 'mmprune4u'})
-    print(f'[demo] report: {", ".join(str(p) for p in paths.values())}')
+    if not (DATA / 'nuscenes_infos_val.pkl').is_file():
+        run('synthetic data', ['tools/create_synthetic_nuscenes.py', '--out-dir', str(DATA), '--num-train', '200',
+                               '--num-val', '40', '--seed', '0', '--workers', '2'], out / 'data.log')
+    dense = last_checkpoint(out / 'dense')
+    if dense is None:
+        run('train the dense model (300 iterations)', ['tools/train.py', DENSE_CFG, '--work-dir', str(out / 'dense')],
+            out / 'dense.log')
+        dense = last_checkpoint(out / 'dense')
+    untrained = evaluate('untrained', DENSE_CFG, None, out)
+    dense_m = evaluate('dense', DENSE_CFG, dense, out)
+    pruned = last_checkpoint(out / 'pruned')
+    if pruned is None:
+        run('MMPrune4U 70% + finetune with LogSobolevLoss (100 iterations)',
+            ['tools/train.py', PRUNE_CFG, '--work-dir', str(out / 'pruned'), '--cfg-options', f'load_from={dense}'],
+            out / 'pruned.log')
+        pruned = last_checkpoint(out / 'pruned')
+    pruned_m = evaluate('pruned', DENSE_CFG, pruned, out)  # the plain config: no hook needed to load it
+    run('export sparse checkpoint', ['tools/export_sparse.py', str(pruned), '--check'], out / 'export.log')
+    sizes = [line for line in (out / 'export.log').read_text().splitlines() if ' MB ' in line]
+    write_report(out, untrained, dense_m, pruned_m, sizes, time.time() - start)
 
 
-def _progress(description: str, total: int):
-    from mmengine.utils import ProgressBar
-    print(f'[demo] {description}')
-    bar = ProgressBar(total)
-    return lambda n: [bar.update() for _ in range(n)]
+def write_report(out: Path, untrained: dict, dense: dict, pruned: dict, sizes: list[str], seconds: float) -> None:
+    keys = ['NDS', 'mAP', 'mATE', 'mASE', 'mAOE', 'mAVE', 'mAAE']
+    rows = [('untrained', untrained), ('dense', dense), ('MMPrune4U 70% + LSI finetune', pruned)]
+    lines = ['# MMPrune4U demo: BEVFusion-Lite tiny on synthetic nuScenes-format data (CPU)', '',
+             '| model | sparsity | ' + ' | '.join(keys) + ' |', '|---' * (len(keys) + 2) + '|']
+    for name, m in rows:
+        vals = [m['metrics'].get(_metric_key(m['metrics'], k), float('nan')) for k in keys]
+        lines.append(f'| {name} | {m["sparsity"]:.4f} | ' + ' | '.join(f'{v:.4f}' for v in vals) + ' |')
+    lines += ['', 'Per-modality sparsity of the pruned model: ' + ', '.join(
+        f'{k} {v:.3f}' for k, v in pruned['by_modality'].items()), '', 'Checkpoint sizes:', '',
+        *[f'    {s}' for s in sizes], '', f'Per-layer allocation, curves and plots: `{out / "pruned" / "mmprune4u"}`',
+        f'Total time of this run: {seconds / 60:.1f} min.']
+    (out / 'report.md').write_text('\n'.join(lines) + '\n')
+    (out / 'report.json').write_text(json.dumps({'untrained': untrained, 'dense': dense, 'pruned': pruned,
+                                                 'sizes': sizes}, indent=1))
+    print('\n'.join(lines))
+
+
+def _metric_key(metrics: dict, key: str) -> str:
+    return next((k for k in metrics if k.split('/')[-1] == key), key)
 
 
 if __name__ == '__main__':

@@ -6,10 +6,11 @@ from _launch import build_runner, common_parser, load_config
 
 def main() -> None:
     parser = common_parser('Test a 3D detector / segmentor (with the mmprune4u plugin)')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help="checkpoint file ('none': the config's initial weights)")
+    parser.add_argument('--metrics-json', help='also write the metrics and the weights\' sparsity to this file')
     args = parser.parse_args()
     cfg = load_config(args)
-    cfg.load_from = args.checkpoint
+    cfg.load_from = None if args.checkpoint == 'none' else args.checkpoint
     runner = build_runner(cfg)
     metrics = runner.test()
     from mmprune4u_plugin.core.layers import find_prunable_layers, get_weight
@@ -19,6 +20,11 @@ def main() -> None:
                               for lay in find_prunable_layers(model)])
     runner.logger.info(f'prunable-weight sparsity of the tested model: {report.global_sparsity:.4f} '
                        f'({report.zeros}/{report.total}); metrics: {metrics}')
+    if args.metrics_json:
+        import json
+        with open(args.metrics_json, 'w') as f:
+            json.dump({'metrics': {k: float(v) for k, v in metrics.items()}, 'sparsity': report.global_sparsity,
+                       'by_modality': {m: s for m, (_, _, s) in report.by_modality().items()}}, f, indent=1)
 
 
 if __name__ == '__main__':
