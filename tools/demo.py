@@ -93,8 +93,10 @@ def write_report(out: Path, untrained: dict, dense: dict, pruned: dict, sizes: l
     for name, m in rows:
         vals = [m['metrics'].get(_metric_key(m['metrics'], k), float('nan')) for k in keys]
         lines.append(f'| {name} | {m["sparsity"]:.4f} | ' + ' | '.join(f'{v:.4f}' for v in vals) + ' |')
+    alloc = json.loads((out / 'pruned' / 'mmprune4u' / 'round_1' / 'allocation.json').read_text())
     lines += ['', 'Per-modality sparsity of the pruned model: ' + ', '.join(
-        f'{k} {v:.3f}' for k, v in pruned['by_modality'].items()), '', 'Checkpoint sizes:', '',
+        f'{m} {v["sparsity"]:.3f} of {v["weights"]:,} weights' for m, v in alloc['modalities'].items()),
+        '', 'Checkpoint sizes:', '',
         *[f'    {s}' for s in sizes], '', f'Per-layer allocation, curves and plots: `{out / "pruned" / "mmprune4u"}`',
         f'Total time of this run: {seconds / 60:.1f} min.']
     (out / 'report.md').write_text('\n'.join(lines) + '\n')

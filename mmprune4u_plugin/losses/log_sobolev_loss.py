@@ -12,7 +12,7 @@ import torch
 from mmdet3d.registry import MODELS
 from torch import nn
 
-from ..core.lsi import channel_moments, relative_fisher_information, variance_floor
+from ..core.lsi import channel_moments, lsi_kl_bound, relative_fisher_information, variance_floor
 
 
 @MODELS.register_module()
@@ -22,12 +22,18 @@ class LogSobolevLoss(nn.Module):
     Args:
         loss_weight: lambda. Defaults to 1.0.
         modality_weights: w_m per modality; modalities not listed get 1. Defaults to None.
+        form: ``fisher``: I itself (DESIGN.md; scales like 1/sigma^2, so lambda depends on the feature scale);
+            ``kl_bound``: (sigma^2 / 2) I, the LSI bound on KL, scale-free. Defaults to ``fisher``.
     """
 
-    def __init__(self, loss_weight: float = 1.0, modality_weights: Mapping[str, float] | None = None) -> None:
+    def __init__(self, loss_weight: float = 1.0, modality_weights: Mapping[str, float] | None = None,
+                 form: str = 'fisher') -> None:
         super().__init__()
         if loss_weight < 0:
             raise ValueError(f'`loss_weight` must be >= 0, but got loss_weight: {loss_weight}')
+        if form not in ('fisher', 'kl_bound'):
+            raise ValueError(f'`form` must be "fisher" or "kl_bound", but got form: {form!r}')
+        self.fn = relative_fisher_information if form == 'fisher' else lsi_kl_bound
         self.loss_weight = float(loss_weight)
         self.modality_weights = dict(modality_weights or {})
 
@@ -48,7 +54,7 @@ class LogSobolevLoss(nn.Module):
                     mu_p, var_p = (r.to(feat.device, torch.float32) for r in ref)
                 var_p = variance_floor(var_p)
                 var_q = torch.maximum(var_q, var_p * 1e-6)
-                term = self.modality_weights.get(m, 1.0) * relative_fisher_information(
+                term = self.modality_weights.get(m, 1.0) * self.fn(
                     mu_q=mu_q, var_q=var_q, mu_p=mu_p, var_p=var_p).mean()
                 total = term if total is None else total + term
         if total is None:

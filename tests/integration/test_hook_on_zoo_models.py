@@ -24,6 +24,11 @@ CASES = {
         estimator='exact', grid=[0.0, 0.5, 0.8, 0.95],
         modalities=dict(camera=['img_'], fusion=['fusion_layer'], lidar=['pts_']),
         taps=dict(camera='img_neck', lidar='pts_middle_encoder'))),
+    'bevfusion_lite': ('nuscenes-v1.0-mini-sample', 'bevfusion_lite/bevfusion-lite_tiny_lidar-cam_1xb1-short_nus-sample.py',
+                       dict(estimator='fisher', num_probes=2, grid=[0.0, 0.5, 0.8, 0.95],
+                            modalities=dict(camera=['img_', 'view_transform'], lidar=['pts_middle_encoder'],
+                                            fusion=['fusion_layer', 'pts_backbone', 'pts_neck', 'bbox_head']),
+                            taps=dict(camera='view_transform', lidar='pts_middle_encoder'))),
     'centerpoint': ('nuscenes-v1.0-mini-sample', 'centerpoint/centerpoint_tiny_8xb1-short_nus-sample.py', dict(
         estimator='fisher', num_probes=2, grid=[0.0, 0.5, 0.8, 0.95], modalities=dict(lidar=['pts_']), taps=dict(lidar='pts_neck'))),
 }
