@@ -55,7 +55,7 @@ def validate_static(args: Mapping[str, Any]) -> None:
     check_choice('lsi_reference', args['lsi_reference'], LSIReference)
     round_targets(float(s), rounds=args['rounds'], schedule=args['schedule'])
     if args['rounds'] > 1 and (args['interval'] is None or args['interval'] < 1):
-        raise ValueError(f'`interval` (iterations between rounds) must be >= 1 with {args["rounds"]} rounds, '
+        raise ValueError(f'`interval` (iterations or epochs between rounds) must be >= 1 with {args["rounds"]} rounds, '
                          f'but got interval: {args["interval"]}')
     if args['beta'] < 0:
         raise ValueError(f'`beta` must be >= 0, but got beta: {args["beta"]}')

@@ -33,7 +33,7 @@ class MMPrune4UHook(Hook):
 
     Note:
         - Prunes in ``before_train`` (pretrained / loaded weights are in the model then) and, for iterative
-          schedules, after every ``interval`` iterations; masks are re-applied after each optimizer step, also to
+          schedules, after every ``interval`` iterations (or epochs with ``by_epoch=True``); masks are re-applied after each optimizer step, also to
           an EMAHook's averaged copy.
         - Masks and the allocation go into ``checkpoint['mmprune4u']``; ``--resume`` restores them, no re-measuring.
     """
@@ -48,7 +48,7 @@ class MMPrune4UHook(Hook):
                  modality_budgets: Mapping[str, float] | None = None,
                  layer_bounds: Mapping[str, Sequence[float]] | None = None, keep_dense: Sequence[str] = (),
                  include: Sequence[str] = (), exclude: Sequence[str] = (), schedule: str = 'one_shot',
-                 rounds: int = 1, interval: int | None = None, curve_cache: str | None = None,
+                 rounds: int = 1, interval: int | None = None, by_epoch: bool = False, curve_cache: str | None = None,
                  report: bool = True, lsi_loss: dict | None = None, lsi_reference: str = 'teacher',
                  num_bins: int = 10_000, memoise: bool = True) -> None:
         args = dict(locals())
@@ -99,8 +99,11 @@ class MMPrune4UHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         self.pruner.apply()
         self._mask_ema(runner)
-        interval = self.args['interval']
-        if self.rounds_done < len(self.targets) and interval and (runner.iter + 1) % interval == 0:
+        if not self.args['by_epoch'] and self._round_due(runner.iter + 1):
+            self._prune_round(runner)
+
+    def after_train_epoch(self, runner) -> None:
+        if self.args['by_epoch'] and self._round_due(runner.epoch + 1):
             self._prune_round(runner)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -113,6 +116,11 @@ class MMPrune4UHook(Hook):
             self.finetuner = None
 
     # ------------------------------------------------------------------------------------------------- helpers
+    def _round_due(self, progress: int) -> bool:
+        """A later round is due after every ``interval`` iterations (or epochs) until all rounds are done."""
+        interval = self.args['interval']
+        return self.rounds_done < len(self.targets) and bool(interval) and progress % interval == 0
+
     @staticmethod
     def _model(runner) -> torch.nn.Module:
         return runner.model.module if is_model_wrapper(runner.model) else runner.model

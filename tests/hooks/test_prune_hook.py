@@ -195,6 +195,21 @@ class TestMMPrune4UHook(RunnerTestCase):
         assert all(seen[1][n] >= seen[0][n] for n in PRUNABLE)
         assert abs(sum(_zeros(runner.model).values()) / total - 0.7) <= 1e-4
 
+    def test_iterative_schedule_by_epoch(self):
+        cfg = copy.deepcopy(self.cfg)
+        cfg.train_dataloader = copy.deepcopy(self.epoch_based_cfg.train_dataloader)
+        cfg.train_cfg = dict(by_epoch=True, max_epochs=2)
+        cfg.default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1))
+        cfg.custom_hooks = [dict(self.hook_cfg, schedule='cubic', rounds=2, interval=1, by_epoch=True)]
+        runner = self.build_runner(cfg)
+        runner.train()
+        hook = next(h for h in runner.hooks if isinstance(h, MMPrune4UHook))
+        assert hook.rounds_done == 2
+        total = sum(dict(runner.model.named_parameters())[n].numel() for n in PRUNABLE)
+        assert abs(sum(_zeros(runner.model).values()) / total - 0.7) <= 1e-4
+        first = torch.load(f'{runner.work_dir}/epoch_1.pth', map_location='cpu', weights_only=False)
+        assert first['mmprune4u']['rounds_done'] == 2  # round 1 at start, round 2 after epoch 1
+
     def test_baseline_allocators(self):
         for allocator in ("uniform", "uniform_plus", "global", "lamp", "erk", "rd"):
             print("ALLOC", allocator)
