@@ -18,7 +18,7 @@ sys.path.insert(0, str(REPO / 'tools'))
 from _launch import append_prune_hook  # noqa: E402
 
 CONFIGS = sorted(p.relative_to(REPO / 'configs').as_posix() for p in (REPO / 'configs').rglob('*.py')
-                 if '_base_' not in p.parts)
+                 if '_base_' not in p.parts and 'bevfusion' not in p.parts)  # bevfusion/: test_bevfusion_configs
 
 
 @pytest.mark.parametrize('config', CONFIGS)
