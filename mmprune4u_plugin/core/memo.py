@@ -84,9 +84,6 @@ class ForwardMemo:
         self._counters = {name: 0 for name in self.units}
         self._dirty_ran = False
 
-    def clear(self) -> None:
-        self._record.clear()
-
     @contextlib.contextmanager
     def record(self) -> Iterator['ForwardMemo']:
         """Dense pass: run every unit and remember its input fingerprint and output."""
