@@ -13,43 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _stages import DATA, REPO, ensure_synthetic_data, evaluate, metric, run, train
+
 DENSE_CFG = 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py'
 PRUNE_CFG = 'configs/demo/mmprune4u-70_bevfusion-lite_tiny_demo_synthetic-nus.py'
-DATA = REPO / 'data' / 'synthetic_nuscenes'
-
-
-def run(stage: str, args: list[str], log: Path) -> None:
-    """Run one CLI, log to ``log``, show one line per stage; fail loudly with the log's tail."""
-    start = time.time()
-    print(f'[demo] {stage} ...', flush=True)
-    with open(log, 'w') as f:
-        proc = subprocess.run([sys.executable, *args], cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
-                              env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
-    if proc.returncode != 0:
-        raise SystemExit(f'[demo] {stage} failed; last lines of {log}:\n' + ''.join(open(log).readlines()[-30:]))
-    print(f'[demo] {stage} done in {time.time() - start:.0f} s (log: {log.relative_to(REPO)})', flush=True)
-
-
-def last_checkpoint(work_dir: Path) -> Path | None:
-    marker = work_dir / 'last_checkpoint'
-    return Path(marker.read_text().strip()) if marker.is_file() else None
-
-
-def evaluate(name: str, config: str, checkpoint: Path | None, out: Path) -> dict:
-    metrics = out / f'metrics_{name}.json'
-    if not metrics.is_file():
-        ckpt = str(checkpoint) if checkpoint is not None else 'none'
-        run(f'evaluate {name}', ['tools/test.py', config, ckpt, '--work-dir', str(out / f'test_{name}'),
-                                 '--metrics-json', str(metrics)], out / f'test_{name}.log')
-    return json.loads(metrics.read_text())
 
 
 def main() -> None:
@@ -63,22 +34,12 @@ def main() -> None:
         shutil.rmtree(DATA, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    if not (DATA / 'nuscenes_infos_val.pkl').is_file():
-        run('synthetic data', ['tools/create_synthetic_nuscenes.py', '--out-dir', str(DATA), '--num-train', '200',
-                               '--num-val', '40', '--seed', '0', '--workers', '2'], out / 'data.log')
-    dense = last_checkpoint(out / 'dense')
-    if dense is None:
-        run('train the dense model (300 iterations)', ['tools/train.py', DENSE_CFG, '--work-dir', str(out / 'dense')],
-            out / 'dense.log')
-        dense = last_checkpoint(out / 'dense')
+    ensure_synthetic_data(out / 'data.log')
+    dense = train('train the dense model (300 iterations)', DENSE_CFG, out / 'dense', out / 'dense.log')
     untrained = evaluate('untrained', DENSE_CFG, None, out)
     dense_m = evaluate('dense', DENSE_CFG, dense, out)
-    pruned = last_checkpoint(out / 'pruned')
-    if pruned is None:
-        run('MMPrune4U 70% + finetune with LogSobolevLoss (100 iterations)',
-            ['tools/train.py', PRUNE_CFG, '--work-dir', str(out / 'pruned'), '--cfg-options', f'load_from={dense}'],
-            out / 'pruned.log')
-        pruned = last_checkpoint(out / 'pruned')
+    pruned = train('MMPrune4U 70% + finetune with LogSobolevLoss (100 iterations)', PRUNE_CFG, out / 'pruned',
+                   out / 'pruned.log', '--cfg-options', f'load_from={dense}')
     pruned_m = evaluate('pruned', DENSE_CFG, pruned, out)  # the plain config: no hook needed to load it
     run('export sparse checkpoint', ['tools/export_sparse.py', str(pruned), '--check'], out / 'export.log')
     sizes = [line for line in (out / 'export.log').read_text().splitlines() if ' MB ' in line]
@@ -91,7 +52,7 @@ def write_report(out: Path, untrained: dict, dense: dict, pruned: dict, sizes: l
     lines = ['# MMPrune4U demo: BEVFusion-Lite tiny on synthetic nuScenes-format data (CPU)', '',
              '| model | sparsity | ' + ' | '.join(keys) + ' |', '|---' * (len(keys) + 2) + '|']
     for name, m in rows:
-        vals = [m['metrics'].get(_metric_key(m['metrics'], k), float('nan')) for k in keys]
+        vals = [metric(m, k) for k in keys]
         lines.append(f'| {name} | {m["sparsity"]:.4f} | ' + ' | '.join(f'{v:.4f}' for v in vals) + ' |')
     alloc = json.loads((out / 'pruned' / 'mmprune4u' / 'round_1' / 'allocation.json').read_text())
     lines += ['', 'Per-modality sparsity of the pruned model: ' + ', '.join(
@@ -103,10 +64,6 @@ def write_report(out: Path, untrained: dict, dense: dict, pruned: dict, sizes: l
     (out / 'report.json').write_text(json.dumps({'untrained': untrained, 'dense': dense, 'pruned': pruned,
                                                  'sizes': sizes}, indent=1))
     print('\n'.join(lines))
-
-
-def _metric_key(metrics: dict, key: str) -> str:
-    return next((k for k in metrics if k.split('/')[-1] == key), key)
 
 
 if __name__ == '__main__':

@@ -15,4 +15,5 @@ test_evaluator = dict(_delete_=True, type='SyntheticNuScenesMetric', data_root=d
 train_cfg = dict(max_iters=300)
 optim_wrapper = dict(optimizer=dict(lr=2e-3))
 param_scheduler = [dict(type='CosineAnnealingLR', T_max=300, eta_min=1e-4, by_epoch=False, begin=0, end=300)]
+randomness = dict(seed=0)  # the demo and tools/compare_modalities.py compare runs of the same seed
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(by_epoch=False, interval=100000, save_last=True))

@@ -11,6 +11,7 @@ shim                      package  problem
 ``mmcv_dynamic_scatter``  mmcv     2.1.0 ``dynamic_scatter`` has no CPU kernel: MVX-Net's ``DynamicVFE`` fails
 ``mmengine_torch_load``   mmengine 0.10.7 checkpoints fail to load under torch>=2.6 (weights_only default)
 ``kitti_rotate_iou``      mmdet3d  1.4.0 KITTI eval imports a numba CUDA kernel: ``KittiMetric`` fails without CUDA
+``minkunet_voxelize``     mmdet3d  1.4.0 MinkUNet voxelisation calls ``.cuda()``: MinkUNet / SPVCNN fail on CPU
 ========================  =======  ==========================================================================
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ SHIMS = (
     ('mmcv_dynamic_scatter', 'mmcv', 'dynamic_scatter_cpu'),
     ('mmengine_torch_load', 'mmengine', 'mmengine_torch_load'),
     ('kitti_rotate_iou', 'mmdet3d', 'kitti_rotate_iou_cpu'),
+    ('minkunet_voxelize', 'mmdet3d', 'minkunet_voxelize_cpu'),
 )
 
 

@@ -67,6 +67,13 @@ def default_head_name(model: nn.Module) -> str:
 
 
 def default_task_taps(model: nn.Module) -> list[Tap]:
-    """Task taps: the head's input (the fused BEV map) and its raw output (so head layers get a cost too)."""
+    """Task taps: the head's input (the fused BEV map) and its raw output (so head layers get a cost too).
+
+    mmdet3d's segmentors call ``decode_head.forward`` / ``decode_head.predict`` directly, not through
+    ``__call__``, so hooks on the head itself never fire; its classifier ``conv_seg`` (called as a module, input =
+    the backbone's per-voxel features, output = the class logits) stands in for it.
+    """
     head = default_head_name(model)
+    if head == 'decode_head' and hasattr(getattr(unwrap(model), head), 'conv_seg'):
+        head = 'decode_head.conv_seg'
     return [Tap(head, 'input'), Tap(head, 'output')]

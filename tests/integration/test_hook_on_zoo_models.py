@@ -33,6 +33,9 @@ CASES = {
                             lsi_loss=dict(type='LogSobolevLoss', loss_weight=1.0, form='kl_bound'))),
     'centerpoint': ('nuscenes-v1.0-mini-sample', 'centerpoint/centerpoint_tiny_8xb1-short_nus-sample.py', dict(
         estimator='fisher', num_probes=2, grid=[0.0, 0.5, 0.8, 0.95], modalities=dict(lidar=['pts_']), taps=dict(lidar='pts_neck'))),
+    'minkunet': ('semantickitti-sample', 'semantickitti/minkunet_tiny_spconv_8xb1-short_semantickitti-sample.py', dict(
+        estimator='exact', grid=[0.0, 0.5, 0.8, 0.95], modalities=dict(lidar=['backbone', 'decode_head']),
+        taps=dict(lidar='backbone'))),
 }
 
 
@@ -111,3 +114,35 @@ def test_pruned_checkpoint_with_plain_config_in_tools_test(tmp_path):
     assert 'Car 3D AP' in test.stdout + test.stderr or 'Kitti metric' in test.stdout + test.stderr
     state = torch.load(tmp_path / 'w' / 'iter_4.pth', map_location='cpu', weights_only=False)['state_dict']
     assert not any(k.startswith(('module.', 'detector.')) for k in state)
+
+
+def test_pruned_segmentor_in_tools_test(tmp_path):
+    """MinkUNet (SemanticKITTI): the pruning config through tools/train.py, then SegMetric via tools/test.py."""
+    require_sample('semantickitti-sample')
+    run = dict(cwd=REPO, capture_output=True, text=True, timeout=600)
+    configs = REPO / 'configs' / 'semantickitti'
+    train = subprocess.run([sys.executable, 'tools/train.py',
+                            str(configs / 'mmprune4u-70_minkunet_tiny_spconv_8xb1-short_semantickitti-sample.py'),
+                            '--work-dir', str(tmp_path / 'w')], **run)
+    assert train.returncode == 0, train.stderr[-3000:]
+    taps = json.loads((tmp_path / 'w' / 'mmprune4u' / 'round_1' / 'allocation.json').read_text())
+    assert set(taps['modalities']) == {'lidar'}
+    metrics = tmp_path / 'm.json'
+    test = subprocess.run([sys.executable, 'tools/test.py',
+                           str(configs / 'minkunet_tiny_spconv_8xb1-short_semantickitti-sample.py'),
+                           str(tmp_path / 'w' / 'iter_4.pth'), '--work-dir', str(tmp_path / 't'),
+                           '--metrics-json', str(metrics)], **run)
+    assert test.returncode == 0, test.stderr[-3000:]
+    result = json.loads(metrics.read_text())
+    assert abs(result['sparsity'] - 0.7) <= 1e-4
+    assert 0.0 <= result['metrics']['miou'] <= 1.0 and 0.0 <= result['metrics']['acc'] <= 1.0
+
+
+def test_segmentor_task_taps_are_the_classifier():
+    """mmdet3d segmentors call ``decode_head.forward`` directly, so the taps sit on ``decode_head.conv_seg``."""
+    require_sample('semantickitti-sample')
+    from zoo import build_from_config
+    from mmprune4u_plugin.core.taps import Tap
+    from mmprune4u_plugin.hooks.calibration import default_task_taps
+    _, model, _ = build_from_config('semantickitti/minkunet_tiny_spconv_8xb1-short_semantickitti-sample.py')
+    assert default_task_taps(model) == [Tap('decode_head.conv_seg', 'input'), Tap('decode_head.conv_seg', 'output')]
