@@ -48,6 +48,7 @@ class DistortionCurves:
     downstream: dict[str, np.ndarray] = field(default_factory=dict)
     estimator: str = Estimator.EXACT
     stats: dict[str, Any] = field(default_factory=dict)
+    source: str = ''  # what the curves were measured on (e.g. a weights fingerprint); '' = unknown
 
     def __post_init__(self) -> None:
         self.grid = np.asarray(self.grid, dtype=np.float64)
@@ -92,7 +93,8 @@ class DistortionCurves:
     def save(self, path: str | Path) -> None:
         """Write an ``.npz`` holding the arrays and a json header (for the curve cache)."""
         meta = {'names': self.names, 'modalities': self.modalities, 'numels': [int(n) for n in self.numels],
-                'estimator': str(self.estimator), 'stats': self.stats, 'downstream': sorted(self.downstream)}
+                'estimator': str(self.estimator), 'stats': self.stats, 'downstream': sorted(self.downstream),
+                'source': self.source}
         arrays = {f'downstream__{m}': a for m, a in self.downstream.items()}
         np.savez(Path(path), meta=np.array(json.dumps(meta)), grid=self.grid, task=self.task, local=self.local,
                  **arrays)
@@ -105,12 +107,14 @@ class DistortionCurves:
             meta = json.loads(str(data['meta']))
             return cls(meta['names'], meta['modalities'], meta['numels'], data['grid'], data['task'],
                        data['local'], {m: data[f'downstream__{m}'] for m in meta['downstream']},
-                       meta['estimator'], meta['stats'])
+                       meta['estimator'], meta['stats'], meta.get('source', ''))
 
-    def matches(self, layers: Sequence[PrunableLayer], grid: Sequence[float]) -> bool:
-        """True when the cache was measured for these layers (names and sizes) on this grid."""
+    def matches(self, layers: Sequence[PrunableLayer], grid: Sequence[float], source: str | None = None) -> bool:
+        """True when the curves were measured for these layers (names and sizes) on this grid, and, when ``source``
+        is given, on that source (a cache measured on other weights must not be reused)."""
+        same_grid = len(self.grid) == len(grid) and np.allclose(self.grid, np.asarray(grid, dtype=np.float64))
         return (self.names == [lay.name for lay in layers] and list(self.numels) == [lay.numel for lay in layers]
-                and np.allclose(self.grid, np.asarray(grid, dtype=np.float64)))
+                and same_grid and (source is None or self.source == source))
 
 
 def validate_grid(grid: Sequence[float]) -> np.ndarray:

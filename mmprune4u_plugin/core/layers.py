@@ -7,6 +7,7 @@ removed, so the same config and masks work on a wrapped and an unwrapped model.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
@@ -153,3 +154,13 @@ def module_by_name(model: nn.Module, name: str) -> nn.Module:
 def get_weight(model: nn.Module, layer: PrunableLayer) -> torch.Tensor:
     """The weight parameter of ``layer`` in ``model``."""
     return getattr(module_by_name(model, layer.module_name), layer.param_name)
+
+
+def weights_fingerprint(model: nn.Module, layers: Sequence[PrunableLayer]) -> str:
+    """SHA-1 of the layers' names, shapes and weight bytes: tells whether cached curves belong to these weights."""
+    sha = hashlib.sha1()
+    for lay in layers:
+        weight = get_weight(model, lay).detach().cpu().contiguous()
+        sha.update(f'{lay.name}:{tuple(weight.shape)}:{weight.dtype}'.encode())
+        sha.update(weight.view(torch.uint8).numpy().tobytes() if weight.numel() else b'')
+    return sha.hexdigest()

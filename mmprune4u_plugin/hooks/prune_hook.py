@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -14,7 +15,7 @@ from mmengine.registry import HOOKS as ENGINE_HOOKS
 from mmdet3d.registry import DATASETS, HOOKS, MODELS
 
 from ..core.curves import DEFAULT_GRID, DistortionCurves, measure_curves
-from ..core.layers import find_prunable_layers, get_weight, module_by_name
+from ..core.layers import find_prunable_layers, get_weight, module_by_name, weights_fingerprint
 from ..core.plan import AllocationSpec, allocate_layers, resolve_bounds
 from ..core.pruner import Pruner
 from ..core.schedule import round_targets
@@ -193,20 +194,30 @@ class MMPrune4UHook(Hook):
     def _curves(self, runner, model, batches: list) -> DistortionCurves:
         cache = self.args['curve_cache']
         path = None if cache is None else Path(cache).with_name(f'{Path(cache).stem}_round{self.rounds_done + 1}.npz')
+        source = self._curve_source(model)
         if path is not None and path.is_file():
             cached = DistortionCurves.load(path)
-            if cached.matches(self.pruner.layers, self.grid):
+            if cached.matches(self.pruner.layers, self.grid, source):
                 runner.logger.info(f'MMPrune4U: curves loaded from {path}')
                 return cached
+            runner.logger.warning(f'MMPrune4U: the curve cache {path} was measured for other layers, grid, weights '
+                                  'or measurement settings; measuring again and overwriting it')
         curves = measure_curves(model, self.pruner.layers, batches, mmdet3d_forward, task_taps=self.task_taps,
                                 modality_taps=self.modality_taps, grid=self.grid, estimator=self.args['estimator'],
                                 num_probes=self.args['num_probes'], memoise=self.args['memoise'],
                                 progress=_progress)
+        curves.source = source
         runner.logger.info(f'MMPrune4U: curves measured ({curves.estimator}): {curves.stats}')
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             curves.save(path)
         return curves
+
+    def _curve_source(self, model) -> str:
+        """What the curves depend on besides layers and grid: the weights and how they are measured."""
+        settings = {k: self.args[k] for k in ('estimator', 'num_probes', 'calib_batches')}
+        settings['taps'] = [repr(t) for t in self.task_taps] + [f'{m}={t!r}' for m, t in self.modality_taps.items()]
+        return f'{weights_fingerprint(model, self.pruner.layers)}|{json.dumps(settings, sort_keys=True)}'
 
     def _install_finetuner(self, model, teacher=None) -> None:
         reference = self.args['lsi_reference']

@@ -4,7 +4,7 @@ import torch
 
 from helpers import TwoBranchNet, forward_two_branch, two_branch_batches
 from mmprune4u_plugin.core.curves import DistortionCurves, measure_curves
-from mmprune4u_plugin.core.layers import find_prunable_layers
+from mmprune4u_plugin.core.layers import find_prunable_layers, get_weight, weights_fingerprint
 from mmprune4u_plugin.core.lsi import feature_lsi
 from mmprune4u_plugin.core.taps import Tap
 
@@ -91,9 +91,15 @@ def test_fisher_ranks_like_exact():
 def test_save_load_roundtrip_and_cost(tmp_path):
     model, layers, batches = _setup()
     curves = _measure(model, layers, batches)
+    curves.source = weights_fingerprint(model, layers)
     curves.save(tmp_path / 'c.npz')
     back = DistortionCurves.load(tmp_path / 'c.npz')
-    assert back.names == curves.names and back.matches(layers, GRID)
+    assert back.names == curves.names and back.matches(layers, GRID) and back.source == curves.source
+    assert back.matches(layers, GRID, weights_fingerprint(model, layers))
+    assert not back.matches(layers, GRID[:-1]) and not back.matches(layers[:-1], GRID)
+    with torch.no_grad():  # one weight changed: the cache is for other weights
+        get_weight(model, layers[0]).view(-1)[0] += 1.0
+    assert not back.matches(layers, GRID, weights_fingerprint(model, layers))
     np.testing.assert_array_equal(back.task, curves.task)
     np.testing.assert_array_equal(back.downstream['camera'], curves.downstream['camera'])
     reg = curves.regulariser()

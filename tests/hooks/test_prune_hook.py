@@ -1,5 +1,6 @@
 """MMPrune4UHook on mmengine's RunnerTestCase with a small toy model (fast, no mmdet3d data)."""
 import copy
+import os
 from unittest import mock
 
 import pytest
@@ -164,6 +165,22 @@ class TestMMPrune4UHook(RunnerTestCase):
         for n in PRUNABLE:
             assert torch.equal(hook2.pruner.mask_of(n), masks[n])
             assert torch.all(dict(resumed.model.named_parameters())[n][~masks[n]] == 0)
+
+    def test_curve_cache_is_reused_only_for_the_same_weights(self):
+        cache = f'{self.temp_dir.name}/cache/curves.npz'
+        measured = mock.patch.object(hook_module, 'measure_curves', wraps=hook_module.measure_curves)
+
+        def train(seed: int) -> int:
+            cfg = copy.deepcopy(self.cfg)
+            cfg.custom_hooks = [dict(self.hook_cfg, curve_cache=cache)]
+            cfg.randomness = dict(seed=seed)
+            with measured as spy:
+                self.build_runner(cfg).train()
+            return spy.call_count
+
+        assert train(0) == 1 and os.path.isfile(cache.replace('curves.npz', 'curves_round1.npz'))
+        assert train(0) == 0  # same seed, same initial weights: the cache is used
+        assert train(1) == 1  # other weights: measured again, not the stale cache
 
     def test_ema_copy_has_the_same_zeros(self):
         cfg = copy.deepcopy(self.cfg)
