@@ -1,9 +1,15 @@
 """Fused LiDAR-camera vs LiDAR-only vs camera-only BEVFusion-Lite tiny, same seed and training budget (CPU).
 
-Trains the three demo configs on the synthetic nuScenes-format set (generated if absent), evaluates each on the val
-split with nuscenes-devkit's metrics and writes ``<work-dir>/modalities.md`` and ``modalities.json``. This is the
-check that the synthetic data needs both sensors: the fused model should beat both single-sensor models.
-About 6-7 min per model on 2 quiet CPU cores; stages are cached like ``make demo``'s.
+Two stages, as BEVFusion trains its fused model (a LiDAR-only model first, the fused model initialised from it):
+
+  stage 1  all three from scratch, ``--iters`` iterations each (seed ``--seed``);
+  stage 2  ``--iters2`` more iterations each: LiDAR-only and camera-only continue from their stage-1 checkpoints;
+           the fused model starts from both stage-1 single-sensor checkpoints (tools/init_fused_from_single.py:
+           the fuser's camera slice is zero, so it starts as the LiDAR-only model).
+
+Every weight has trained for the same number of iterations in each stage-2 model. Each is evaluated on the val split
+with nuscenes-devkit's metrics; ``<work-dir>/modalities.md`` and ``modalities.json`` hold the table. This is the
+check that the synthetic data needs both sensors. About 5 min per run on 2 quiet CPU cores; stages are cached.
 """
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from _stages import DATA, REPO, data_root_options, ensure_synthetic_data, evaluate, metric, train
+from _stages import DATA, REPO, data_root_options, ensure_synthetic_data, evaluate, metric, run, train
 
 VARIANTS = {
     'lidar-camera': 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py',
@@ -21,11 +27,20 @@ VARIANTS = {
 KEYS = ['NDS', 'mAP', 'mATE', 'mASE', 'mAOE', 'mAVE', 'mAAE']
 
 
+def schedule_options(iters: int | None) -> list[str]:
+    """``--cfg-options`` for a cosine schedule of ``iters`` iterations (None: the config's own)."""
+    if iters is None:
+        return []
+    return [f'train_cfg.max_iters={iters}', f'param_scheduler.0.T_max={iters}', f'param_scheduler.0.end={iters}']
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-dir', default=str(REPO / 'work_dirs' / 'modalities'))
-    parser.add_argument('--iters', type=int, default=None, help='override train_cfg.max_iters for all three')
-    parser.add_argument('--seed', type=int, default=0, help='randomness.seed of all three runs')
+    parser.add_argument('--iters', type=int, default=None, help='stage-1 iterations (default: the configs\' 300)')
+    parser.add_argument('--iters2', type=int, default=None,
+                        help='stage-2 iterations (default: as many as stage 1; 0 skips stage 2)')
+    parser.add_argument('--seed', type=int, default=0, help='randomness.seed of every run')
     parser.add_argument('--data-root', default=str(DATA), help='synthetic set (generated here if absent)')
     parser.add_argument('--num-train', type=int, default=200, help='train scenes when the set is generated')
     parser.add_argument('--num-val', type=int, default=40, help='val scenes when the set is generated')
@@ -35,23 +50,35 @@ def main() -> None:
     data_root = Path(args.data_root)
     ensure_synthetic_data(out / 'data.log', data_root, args.num_train, args.num_val)
     data_options = [] if data_root.resolve() == DATA.resolve() else data_root_options(data_root)
-    options = [f'randomness.seed={args.seed}', *data_options]
-    if args.iters is not None:
-        options += [f'train_cfg.max_iters={args.iters}', f'param_scheduler.0.T_max={args.iters}',
-                    f'param_scheduler.0.end={args.iters}']
-    results = {}
+    test_options = ['--cfg-options', *data_options] if data_options else []
+    common = [f'randomness.seed={args.seed}', *data_options]
+    results, ckpts = {}, {}
     for name, config in VARIANTS.items():
-        ckpt = train(f'train {name}', config, out / name, out / f'{name}.log', '--cfg-options', *options)
-        test_options = ['--cfg-options', *data_options] if data_options else []
-        results[name] = evaluate(name, config, ckpt, out, *test_options)
+        ckpts[name] = train(f'stage 1: train {name}', config, out / name, out / f'{name}.log', '--cfg-options',
+                            *common, *schedule_options(args.iters))
+        results[f'{name} (stage 1)'] = evaluate(name, config, ckpts[name], out, *test_options)
+    iters2 = args.iters if args.iters2 is None else args.iters2
+    if iters2 != 0:
+        fused_init = out / 'stage2_fused_init.pth'
+        if not fused_init.is_file():
+            run('stage 2: fused init from the single-sensor checkpoints',
+                ['tools/init_fused_from_single.py', VARIANTS['lidar-camera'], '--lidar', str(ckpts['lidar']),
+                 '--camera', str(ckpts['camera']), '--out', str(fused_init)], out / 'stage2_fused_init.log')
+        starts = {'lidar-camera': fused_init, 'lidar': ckpts['lidar'], 'camera': ckpts['camera']}
+        for name, config in VARIANTS.items():
+            ckpt = train(f'stage 2: train {name}', config, out / f'stage2_{name}', out / f'stage2_{name}.log',
+                         '--cfg-options', *common, *schedule_options(iters2), f'load_from={starts[name]}')
+            results[f'{name} (stage 2)'] = evaluate(f'stage2_{name}', config, ckpt, out, *test_options)
     lines = ['| model | ' + ' | '.join(KEYS) + ' |', '|---' * (len(KEYS) + 1) + '|']
     lines += [f'| {name} | ' + ' | '.join(f'{metric(r, k):.4f}' for k in KEYS) + ' |' for name, r in results.items()]
     (out / 'modalities.md').write_text('\n'.join(lines) + '\n')
-    (out / 'modalities.json').write_text(json.dumps({'seed': args.seed, 'iters': args.iters, 'data_root': str(data_root),
-                                                     'results': results}, indent=1))
+    (out / 'modalities.json').write_text(json.dumps({'seed': args.seed, 'iters': args.iters, 'iters2': iters2,
+                                                     'data_root': str(data_root), 'results': results}, indent=1))
     print('\n'.join(lines))
-    best_single = max(metric(results['lidar'], 'NDS'), metric(results['camera'], 'NDS'))
-    print(f'fused NDS {metric(results["lidar-camera"], "NDS"):.4f} vs best single sensor {best_single:.4f}')
+    stage = 'stage 2' if iters2 != 0 else 'stage 1'
+    best_single = max(metric(results[f'lidar ({stage})'], 'NDS'), metric(results[f'camera ({stage})'], 'NDS'))
+    print(f'{stage}: fused NDS {metric(results[f"lidar-camera ({stage})"], "NDS"):.4f} vs best single sensor '
+          f'{best_single:.4f}')
 
 
 if __name__ == '__main__':

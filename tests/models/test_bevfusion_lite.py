@@ -152,3 +152,37 @@ def test_paper_size_model_config_builds():
     assert model.view_transform.frustum.shape == (118, 32, 88, 3)
     assert model.pts_middle_encoder.sparse_shape == [41, 1440, 1440]
     assert 30e6 < sum(p.numel() for p in model.parameters()) < 60e6
+
+
+def test_fused_model_initialised_from_single_sensor_checkpoints_starts_as_the_lidar_model():
+    """BEVFusion's two-stage recipe: the fused model from a LiDAR-only (+ camera-only) checkpoint computes exactly
+    the LiDAR-only model's outputs, and the camera slice of the fuser kernel is zero but trainable."""
+    from mmprune4u_plugin.models.fusion_init import fused_state_dict
+    _, lidar, _ = load('lidar')
+    _, camera, _ = load('cam')
+    _, fused, batch = load('lidar-cam', split='test')
+    torch.manual_seed(1)
+    for module in (lidar, camera):  # weights unlike the fused model's own init
+        for p in module.parameters():
+            p.data.normal_(0, 0.05)
+    key = 'fusion_layer.conv.conv.weight'
+    state, origin = fused_state_dict(fused.state_dict(), lidar.state_dict(), camera.state_dict(), key, 32)
+    assert fused.load_state_dict(state, strict=True)
+    assert origin['assembled'] == [key] and origin['initial'] == []
+    assert {k.split('.')[0] for k in origin['camera']} == {'img_backbone', 'img_neck', 'view_transform'}
+    assert {k.split('.')[0] for k in origin['lidar']} >= {'pts_middle_encoder', 'pts_backbone', 'bbox_head'}
+    kernel = fused.fusion_layer.conv.conv.weight
+    assert torch.all(kernel[:, :32] == 0) and torch.equal(kernel[:, 32:], lidar.fusion_layer.conv.conv.weight)
+    assert torch.equal(fused.img_backbone.conv1.weight, camera.img_backbone.conv1.weight)
+    for model in (lidar, fused):
+        model.eval()
+    with torch.no_grad():
+        data = fused.data_preprocessor(batch, False)
+        out_fused, out_lidar = fused(**data, mode='tensor'), lidar(**data, mode='tensor')
+    for task_fused, task_lidar in zip(out_fused, out_lidar):
+        for name, value in task_lidar[0].items():
+            torch.testing.assert_close(task_fused[0][name], value, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match='fuser kernel shapes do not fit'):
+        fused_state_dict(fused.state_dict(), lidar.state_dict(), None, key, 16)
+    with pytest.raises(ValueError, match='no key of the camera checkpoint'):
+        fused_state_dict(fused.state_dict(), lidar.state_dict(), {'x': torch.zeros(1)}, key, 32)
