@@ -130,8 +130,17 @@ class BEVFusionLite(Base3DDetector):
         return list(x) if isinstance(x, (list, tuple)) else [x]
 
     def loss(self, batch_inputs_dict: dict, batch_data_samples: list[Det3DDataSample], **kwargs) -> dict:
-        feats = self.extract_feat(batch_inputs_dict, [s.metainfo for s in batch_data_samples])
-        return self.bbox_head.loss(feats, batch_data_samples)
+        metas = [s.metainfo for s in batch_data_samples]
+        feats = self.extract_feat(batch_inputs_dict, metas)
+        losses = self.bbox_head.loss(feats, batch_data_samples)
+        if self.with_camera and getattr(self.view_transform, 'depth_loss_weight', 0.0) > 0:
+            if 'points' not in batch_inputs_dict:
+                raise KeyError('`depth_loss_weight` > 0 needs the LiDAR points in the training inputs: load them and '
+                               'add `points` to Pack3DDetInputs keys (the camera-only model ignores them otherwise)')
+            imgs = batch_inputs_dict['imgs']
+            matrices = camera_matrices(metas, num_views=imgs.shape[1], device=imgs.device)
+            losses['loss_depth'] = self.view_transform.depth_loss(batch_inputs_dict['points'], **matrices)
+        return losses
 
     def predict(self, batch_inputs_dict: dict, batch_data_samples: list[Det3DDataSample],
                 **kwargs) -> list[Det3DDataSample]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from mmdet3d.registry import MODELS
 from .bev_pool import bev_pool, grid_size
-from .geometry import image_to_lidar
+from .geometry import image_to_lidar, lidar_to_image
 
 
 def create_frustum(image_size: Sequence[int], feature_size: Sequence[int], dbound: Sequence[float]) -> Tensor:
@@ -45,15 +46,24 @@ class LSSViewTransform(BaseModule):
         xbound, ybound, zbound (tuple[float, float, float]): BEV grid ``(min, max, step)`` per axis (LiDAR frame).
         dbound (tuple[float, float, float]): Depth bins ``(min, max, step)`` in metres.
         downsample (int): 1 (none) or 2. Defaults to 1.
+        depth_loss_weight (float): Weight of the LiDAR depth supervision (BEVDepth's idea: cross-entropy of each
+            feature cell's depth logits against the bin of the nearest LiDAR point projected into it; cells without
+            a point are ignored). 0 (default, BEVFusion): the depth distribution learns only from the task loss.
+            An LSS branch trained from scratch on a short CPU budget learns next to nothing without it.
         init_cfg (dict, optional): Defaults to None.
     """
 
     def __init__(self, in_channels: int, out_channels: int, image_size: Sequence[int], feature_size: Sequence[int],
                  xbound: Sequence[float], ybound: Sequence[float], zbound: Sequence[float],
-                 dbound: Sequence[float], downsample: int = 1, init_cfg: dict | None = None) -> None:
+                 dbound: Sequence[float], downsample: int = 1, depth_loss_weight: float = 0.0,
+                 init_cfg: dict | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if downsample not in (1, 2):
             raise ValueError(f'`downsample` must be 1 or 2, but got downsample: {downsample}')
+        if depth_loss_weight < 0:
+            raise ValueError(f'`depth_loss_weight` must be >= 0, but got depth_loss_weight: {depth_loss_weight}')
+        self.dbound, self.depth_loss_weight = tuple(float(b) for b in dbound), float(depth_loss_weight)
+        self._depth_logits: Tensor | None = None
         self.image_size, self.feature_size = tuple(image_size), tuple(feature_size)
         self.bounds = dict(xbound=tuple(xbound), ybound=tuple(ybound), zbound=tuple(zbound))
         self.register_buffer('frustum', create_frustum(image_size, feature_size, dbound), persistent=False)
@@ -71,6 +81,7 @@ class LSSViewTransform(BaseModule):
             raise ValueError(f'image features are {feat_h}x{feat_w}, but the view transform was built for '
                              f'feature_size={list(self.feature_size)}')
         x = self.depthnet(img_feats.flatten(0, 1))
+        self._depth_logits = x[:, :self.num_depth] if self.training and self.depth_loss_weight > 0 else None
         depth = x[:, :self.num_depth].softmax(dim=1)
         context = x[:, self.num_depth:]
         x = depth.unsqueeze(1) * context.unsqueeze(2)  # (BN, C, D, fH, fW)
@@ -96,3 +107,43 @@ class LSSViewTransform(BaseModule):
                                lidar_aug_matrix=lidar_aug_matrix)
         bev = bev_pool(coords, self.lift(img_feats), **self.bounds)
         return self.downsample(bev)
+
+    def depth_targets(self, points: Sequence[Tensor], *, cam2img: Tensor, lidar2cam: Tensor, img_aug_matrix: Tensor,
+                      lidar_aug_matrix: Tensor) -> Tensor:
+        """``(B, N, fH, fW)`` depth-bin index of the nearest LiDAR point in each feature cell, -1 where none.
+
+        Args:
+            points (Sequence[Tensor]): Per sample ``(P, >=3)`` points in the (augmented) LiDAR frame.
+            cam2img, lidar2cam, img_aug_matrix (Tensor): ``(B, N, 4, 4)``; lidar_aug_matrix ``(B, 4, 4)``.
+        """
+        (image_h, image_w), (feat_h, feat_w) = self.image_size, self.feature_size
+        dmin, dmax, dstep = self.dbound
+        views = cam2img.shape[1]
+        targets = []
+        for b, pts in enumerate(points):
+            uvd = lidar_to_image(pts[None, :, :3].float(), cam2img=cam2img[b:b + 1], lidar2cam=lidar2cam[b:b + 1],
+                                 img_aug_matrix=img_aug_matrix[b:b + 1],
+                                 lidar_aug_matrix=lidar_aug_matrix[b:b + 1])[0]  # (N, P, 3)
+            col = torch.floor((uvd[..., 0] + 0.5) / (image_w / feat_w)).long()
+            row = torch.floor((uvd[..., 1] + 0.5) / (image_h / feat_h)).long()
+            depth = uvd[..., 2]
+            valid = (col >= 0) & (col < feat_w) & (row >= 0) & (row < feat_h) & (depth >= dmin) & (depth < dmax)
+            view = torch.arange(views, device=uvd.device)[:, None].expand_as(col)
+            cell = (view * feat_h + row) * feat_w + col
+            nearest = torch.full((views * feat_h * feat_w,), float('inf'), device=uvd.device)
+            nearest.scatter_reduce_(0, cell[valid], depth[valid], reduce='amin')
+            bins = torch.floor((nearest - dmin) / dstep).clamp(max=self.num_depth - 1)
+            target = torch.where(torch.isfinite(nearest), bins, torch.full_like(bins, -1)).long()
+            targets.append(target.view(views, feat_h, feat_w))
+        return torch.stack(targets)
+
+    def depth_loss(self, points: Sequence[Tensor], **matrices: Tensor) -> Tensor:
+        """``depth_loss_weight`` x cross-entropy of the last training pass's depth logits (cells with a point)."""
+        if self._depth_logits is None:
+            raise RuntimeError('no depth logits: depth_loss needs a training-mode forward with depth_loss_weight > 0')
+        logits, self._depth_logits = self._depth_logits, None
+        target = self.depth_targets(points, **matrices).flatten(0, 1)  # (B N, fH, fW), as the logits
+        valid = target >= 0
+        if not bool(valid.any()):
+            return logits.sum() * 0.0
+        return self.depth_loss_weight * F.cross_entropy(logits.permute(0, 2, 3, 1)[valid], target[valid])

@@ -1,4 +1,5 @@
-"""tools/compare_modalities.py: three runs of the same seed and budget, each with only its sensors, one table."""
+"""tools/compare_modalities.py: the three variants from scratch (stage 1), then continued / fused from the
+single-sensor checkpoints (stage 2), same seed and budget, each with only its sensors, one table."""
 import json
 import subprocess
 import sys
@@ -25,9 +26,10 @@ def test_three_variants_trained_evaluated_and_tabled(tmp_path):
     assert (data / 'nuscenes_infos_train.pkl').is_file()
 
     table = (out / 'modalities.md').read_text().splitlines()
-    assert [row.split('|')[1].strip() for row in table[2:]] == ['lidar-camera', 'lidar', 'camera']
+    names = ['lidar-camera', 'lidar', 'camera']
+    assert [row.split('|')[1].strip() for row in table[2:]] == [f'{n} (stage {s})' for s in (1, 2) for n in names]
     summary = json.loads((out / 'modalities.json').read_text())
-    assert summary['seed'] == 3 and summary['iters'] == 2
+    assert summary['seed'] == 3 and summary['iters'] == 2 and summary['iters2'] == 2
     for result in summary['results'].values():
         assert 0.0 <= next(v for k, v in result['metrics'].items() if k.endswith('/NDS')) <= 1.0
 
@@ -36,8 +38,12 @@ def test_three_variants_trained_evaluated_and_tabled(tmp_path):
     assert camera | lidar <= branches['lidar-camera']
     assert lidar <= branches['lidar'] and not camera & branches['lidar']
     assert camera <= branches['camera'] and not lidar & branches['camera']
-    for name in branches:  # the --iters budget reached each runner
+    for name in branches:  # the --iters budget reached each runner; stage 2 starts from stage 1
         assert (out / name / 'last_checkpoint').read_text().strip().endswith('iter_2.pth')
+        assert (out / f'stage2_{name}' / 'last_checkpoint').read_text().strip().endswith('iter_2.pth')
+        assert _weights(out / f'stage2_{name}') == branches[name]
+    assert f'Load checkpoint from {out / "lidar" / "iter_2.pth"}' in (out / 'stage2_lidar.log').read_text()
+    assert f'Load checkpoint from {out / "stage2_fused_init.pth"}' in (out / 'stage2_lidar-camera.log').read_text()
 
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and '] train ' not in again.stdout and '] evaluate ' not in again.stdout  # cached

@@ -180,3 +180,53 @@ def test_forward_shapes_with_downsample_and_z_cells():
         vt(torch.randn(2, 3, 8, 16, 12), **mats)
     with pytest.raises(ValueError, match='`downsample` must be 1 or 2'):
         LSSViewTransform(8, 4, (64, 96), (8, 12), (-1, 1, 1), (-1, 1, 1), (-1, 1, 2), (1, 2, 1), downsample=4)
+
+
+def _pinhole(batch=1, views=1):
+    """Camera frame = LiDAR frame, f = 4 px, principal point at the centre of a 16 x 8 image."""
+    mats = dict(cam2img=torch.eye(4).repeat(batch, views, 1, 1), lidar2cam=torch.eye(4).repeat(batch, views, 1, 1),
+                img_aug_matrix=torch.eye(4).repeat(batch, views, 1, 1), lidar_aug_matrix=torch.eye(4).repeat(batch, 1, 1))
+    mats['cam2img'][..., 0, 0] = mats['cam2img'][..., 1, 1] = 4.0
+    mats['cam2img'][..., 0, 2], mats['cam2img'][..., 1, 2] = 7.5, 3.5
+    return mats
+
+
+def test_depth_targets_take_the_nearest_point_per_feature_cell():
+    """Image 8 x 16, features 2 x 4 (stride 4), depth bins 1..11 m of 1 m: hand-placed points."""
+    vt = LSSViewTransform(8, 4, image_size=(8, 16), feature_size=(2, 4), dbound=(1.0, 11.0, 1.0),
+                          depth_loss_weight=1.0, **GRID)
+    points = torch.tensor([
+        [0.0, 0.0, 5.0],        # pixel (7.5, 3.5) -> cell row 1, col 2; depth 5 -> bin 4
+        [0.0, 0.0, 8.0],        # same cell, farther: the nearest point wins
+        [-5.625, -2.625, 3.0],  # pixel (0, 0) -> cell row 0, col 0; depth 3 -> bin 2
+        [0.0, 0.0, -5.0],       # behind the camera
+        [0.0, 0.0, 20.0],       # beyond the last bin
+        [10.0, 0.0, 2.0],       # pixel u = 27.5: outside the image
+    ])
+    target = vt.depth_targets([points], **_pinhole())
+    expected = torch.full((1, 1, 2, 4), -1, dtype=torch.long)
+    expected[0, 0, 1, 2], expected[0, 0, 0, 0] = 4, 2
+    assert torch.equal(target, expected)
+
+
+def test_depth_loss_is_cross_entropy_on_the_supervised_cells():
+    vt = LSSViewTransform(8, 4, image_size=(8, 16), feature_size=(2, 4), dbound=(1.0, 11.0, 1.0),
+                          depth_loss_weight=2.0, **GRID).train()
+    torch.manual_seed(0)
+    feats = torch.randn(1, 1, 8, 2, 4)
+    vt.lift(feats)
+    logits = vt._depth_logits.detach().clone()
+    loss = vt.depth_loss([torch.tensor([[0.0, 0.0, 5.0], [-5.625, -2.625, 3.0]])], **_pinhole())
+    manual = torch.nn.functional.cross_entropy(torch.stack([logits[0, :, 1, 2], logits[0, :, 0, 0]]),
+                                               torch.tensor([4, 2]))
+    torch.testing.assert_close(loss, 2.0 * manual)
+    loss.backward()
+    assert vt.depthnet.weight.grad.abs().sum() > 0
+    with pytest.raises(RuntimeError, match='no depth logits'):
+        vt.depth_loss([torch.zeros(1, 3)], **_pinhole())  # consumed: one loss per forward
+    vt.eval()
+    vt.lift(feats)
+    assert vt._depth_logits is None  # nothing kept outside training
+    with pytest.raises(ValueError, match='`depth_loss_weight` must be >= 0'):
+        LSSViewTransform(8, 4, image_size=(8, 16), feature_size=(2, 4), dbound=(1.0, 11.0, 1.0),
+                         depth_loss_weight=-1.0, **GRID)
