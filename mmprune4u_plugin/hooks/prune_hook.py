@@ -50,7 +50,7 @@ class MMPrune4UHook(Hook):
                  layer_bounds: Mapping[str, Sequence[float]] | None = None, keep_dense: Sequence[str] = (),
                  include: Sequence[str] = (), exclude: Sequence[str] = (), schedule: str = 'one_shot',
                  rounds: int = 1, interval: int | None = None, by_epoch: bool = False, curve_cache: str | None = None,
-                 report: bool = True, lsi_loss: dict | None = None, lsi_reference: str = 'teacher',
+                 report: bool = True, lsi_loss: dict | None = None, lsi_reference: str = 'dense_stats',
                  num_bins: int = 10_000, memoise: bool = True) -> None:
         args = dict(locals())
         args.pop('self')

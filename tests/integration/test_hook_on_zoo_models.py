@@ -24,7 +24,7 @@ CASES = {
     'mvxnet': ('kitti-sample', 'mvxnet/mvxnet_tiny_8xb1-short_kitti-sample.py', dict(
         estimator='exact', grid=[0.0, 0.5, 0.8, 0.95],
         modalities=dict(camera=['img_'], fusion=['fusion_layer'], lidar=['pts_']),
-        taps=dict(camera='img_neck', lidar='pts_middle_encoder'))),
+        taps=dict(camera='img_neck', lidar='pts_middle_encoder'), lsi_reference='teacher')),  # default: dense_stats
     'bevfusion_lite': ('nuscenes-v1.0-mini-sample', 'bevfusion_lite/bevfusion-lite_tiny_lidar-cam_1xb1-short_nus-sample.py',
                        dict(estimator='fisher', num_probes=2, grid=[0.0, 0.5, 0.8, 0.95],
                             modalities=dict(camera=['img_', 'view_transform'], lidar=['pts_middle_encoder'],
