@@ -131,12 +131,13 @@ class BEVFusionLite(Base3DDetector):
 
     def loss(self, batch_inputs_dict: dict, batch_data_samples: list[Det3DDataSample], **kwargs) -> dict:
         metas = [s.metainfo for s in batch_data_samples]
-        feats = self.extract_feat(batch_inputs_dict, metas)
-        losses = self.bbox_head.loss(feats, batch_data_samples)
-        if self.with_camera and getattr(self.view_transform, 'depth_loss_weight', 0.0) > 0:
-            if 'points' not in batch_inputs_dict:
-                raise KeyError('`depth_loss_weight` > 0 needs the LiDAR points in the training inputs: load them and '
-                               'add `points` to Pack3DDetInputs keys (the camera-only model ignores them otherwise)')
+        if not (self.with_camera and getattr(self.view_transform, 'depth_loss_weight', 0.0) > 0):
+            return self.bbox_head.loss(self.extract_feat(batch_inputs_dict, metas), batch_data_samples)
+        if 'points' not in batch_inputs_dict:
+            raise KeyError('`depth_loss_weight` > 0 needs the LiDAR points in the training inputs: load them and '
+                           'add `points` to Pack3DDetInputs keys (the camera-only model ignores them otherwise)')
+        with self.view_transform.recording_depth():
+            losses = self.bbox_head.loss(self.extract_feat(batch_inputs_dict, metas), batch_data_samples)
             imgs = batch_inputs_dict['imgs']
             matrices = camera_matrices(metas, num_views=imgs.shape[1], device=imgs.device)
             losses['loss_depth'] = self.view_transform.depth_loss(batch_inputs_dict['points'], **matrices)

@@ -1,7 +1,8 @@
 """LSS view transform (Lift-Splat-Shoot, as in BEVFusion's camera branch), in pure PyTorch."""
 from __future__ import annotations
 
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +64,7 @@ class LSSViewTransform(BaseModule):
         if depth_loss_weight < 0:
             raise ValueError(f'`depth_loss_weight` must be >= 0, but got depth_loss_weight: {depth_loss_weight}')
         self.dbound, self.depth_loss_weight = tuple(float(b) for b in dbound), float(depth_loss_weight)
+        self._recording_depth = False
         self._depth_logits: Tensor | None = None
         self.image_size, self.feature_size = tuple(image_size), tuple(feature_size)
         self.bounds = dict(xbound=tuple(xbound), ybound=tuple(ybound), zbound=tuple(zbound))
@@ -81,7 +83,7 @@ class LSSViewTransform(BaseModule):
             raise ValueError(f'image features are {feat_h}x{feat_w}, but the view transform was built for '
                              f'feature_size={list(self.feature_size)}')
         x = self.depthnet(img_feats.flatten(0, 1))
-        self._depth_logits = x[:, :self.num_depth] if self.training and self.depth_loss_weight > 0 else None
+        self._depth_logits = x[:, :self.num_depth] if self._recording_depth and self.training else None
         depth = x[:, :self.num_depth].softmax(dim=1)
         context = x[:, self.num_depth:]
         x = depth.unsqueeze(1) * context.unsqueeze(2)  # (BN, C, D, fH, fW)
@@ -107,6 +109,20 @@ class LSSViewTransform(BaseModule):
                                lidar_aug_matrix=lidar_aug_matrix)
         bev = bev_pool(coords, self.lift(img_feats), **self.bounds)
         return self.downsample(bev)
+
+    @contextmanager
+    def recording_depth(self) -> Iterator[None]:
+        """Keep the depth logits of training passes for :meth:`depth_loss` inside this block (a loss pass) only.
+
+        Outside it nothing is kept: a logits tensor with its autograd graph left on the module by another pass
+        (calibration, a gradient-based curve estimate) would hold memory and make the module impossible to deepcopy
+        (e.g. the LSI teacher).
+        """
+        self._recording_depth = True
+        try:
+            yield
+        finally:
+            self._recording_depth, self._depth_logits = False, None
 
     def depth_targets(self, points: Sequence[Tensor], *, cam2img: Tensor, lidar2cam: Tensor, img_aug_matrix: Tensor,
                       lidar_aug_matrix: Tensor) -> Tensor:
@@ -140,7 +156,7 @@ class LSSViewTransform(BaseModule):
     def depth_loss(self, points: Sequence[Tensor], **matrices: Tensor) -> Tensor:
         """``depth_loss_weight`` x cross-entropy of the last training pass's depth logits (cells with a point)."""
         if self._depth_logits is None:
-            raise RuntimeError('no depth logits: depth_loss needs a training-mode forward with depth_loss_weight > 0')
+            raise RuntimeError('no depth logits: depth_loss needs a training-mode forward inside recording_depth()')
         logits, self._depth_logits = self._depth_logits, None
         target = self.depth_targets(points, **matrices).flatten(0, 1)  # (B N, fH, fW), as the logits
         valid = target >= 0

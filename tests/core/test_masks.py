@@ -1,7 +1,5 @@
-import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from helpers import TwoBranchNet, arange_
 from mmprune4u_plugin.core.layers import find_prunable_layers

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from helpers import TwoBranchNet, arange_
 from mmprune4u_plugin.core.allocation.base import InfeasibleAllocationError

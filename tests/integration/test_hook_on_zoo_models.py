@@ -15,7 +15,7 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import mmprune4u_plugin  # noqa: E402,F401
-from mmprune4u_plugin.core.layers import find_prunable_layers, get_weight  # noqa: E402
+from mmprune4u_plugin.core.layers import get_weight  # noqa: E402
 from mmprune4u_plugin.hooks import MMPrune4UHook  # noqa: E402
 
 SGD = dict(type='OptimWrapper', clip_grad=None,
@@ -51,6 +51,7 @@ def test_prune_and_finetune_with_lsi_loss(case, tmp_path):
     cfg = Config.fromfile(str(REPO / 'configs' / config))
     cfg.work_dir = str(tmp_path)
     cfg.optim_wrapper = SGD
+    cfg.randomness = dict(seed=0)  # unseeded, the outcome depended on the RNG state earlier tests left (loss_lsi diverged)
     hook_kw = dict(dict(lsi_loss=dict(type='LogSobolevLoss', loss_weight=0.1)), **hook_kw)
     cfg.custom_hooks = [dict(type='MMPrune4UHook', sparsity=0.7, calib_batches=1, **hook_kw)]
     runner = Runner.from_cfg(cfg)
@@ -125,8 +126,8 @@ def test_pruned_segmentor_in_tools_test(tmp_path):
                             str(configs / 'mmprune4u-70_minkunet_tiny_spconv_8xb1-short_semantickitti-sample.py'),
                             '--work-dir', str(tmp_path / 'w')], **run)
     assert train.returncode == 0, train.stderr[-3000:]
-    taps = json.loads((tmp_path / 'w' / 'mmprune4u' / 'round_1' / 'allocation.json').read_text())
-    assert set(taps['modalities']) == {'lidar'}
+    allocation = json.loads((tmp_path / 'w' / 'mmprune4u' / 'round_1' / 'allocation.json').read_text())
+    assert set(allocation['modalities']) == {'lidar'}
     metrics = tmp_path / 'm.json'
     test = subprocess.run([sys.executable, 'tools/test.py',
                            str(configs / 'minkunet_tiny_spconv_8xb1-short_semantickitti-sample.py'),

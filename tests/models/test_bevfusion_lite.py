@@ -2,6 +2,7 @@
 tensor mode, the LiDAR-only and camera-only variants, a short Runner schedule, and the paper-size config."""
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -197,6 +198,10 @@ def test_lidar_depth_supervision_of_the_camera_branch_on_the_real_sample():
     # near-uniform depth logits at init: cross-entropy close to ln(59 bins) = 4.08
     assert 3.0 < losses['loss_depth'].item() < 6.0
     assert 0 < grad_norm(model.view_transform.depthnet) < float('inf')
+    data = model.data_preprocessor(batch, True)
+    model(**data, mode='tensor')  # a training-mode pass with grad outside loss keeps no graph on the module
+    assert model.view_transform._depth_logits is None
+    copy.deepcopy(model)  # e.g. the LSI teacher: fails if a non-leaf tensor hangs on a module
     cfg, _, batch = load('cam')  # the camera-only pipeline packs no points
     model = MODELS.build(dict(cfg.model, view_transform=dict(cfg.model.view_transform, depth_loss_weight=1.0)))
     with pytest.raises(KeyError, match='needs the LiDAR points'):

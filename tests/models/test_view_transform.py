@@ -215,8 +215,11 @@ def test_depth_loss_is_cross_entropy_on_the_supervised_cells():
     torch.manual_seed(0)
     feats = torch.randn(1, 1, 8, 2, 4)
     vt.lift(feats)
-    logits = vt._depth_logits.detach().clone()
-    loss = vt.depth_loss([torch.tensor([[0.0, 0.0, 5.0], [-5.625, -2.625, 3.0]])], **_pinhole())
+    assert vt._depth_logits is None  # kept only inside a loss pass
+    with vt.recording_depth():
+        vt.lift(feats)
+        logits = vt._depth_logits.detach().clone()
+        loss = vt.depth_loss([torch.tensor([[0.0, 0.0, 5.0], [-5.625, -2.625, 3.0]])], **_pinhole())
     manual = torch.nn.functional.cross_entropy(torch.stack([logits[0, :, 1, 2], logits[0, :, 0, 0]]),
                                                torch.tensor([4, 2]))
     torch.testing.assert_close(loss, 2.0 * manual)
