@@ -3,7 +3,7 @@ import pytest
 import torch
 
 pytest.importorskip('mmdet3d')
-from mmprune4u_plugin.core.lsi import channel_moments, lsi_kl_bound, relative_fisher_information  # noqa: E402
+from mmprune4u_plugin.core.lsi import channel_moments, smoothed_divergence  # noqa: E402
 from mmprune4u_plugin.losses import LogSobolevLoss  # noqa: E402
 
 
@@ -14,17 +14,17 @@ def test_forms_match_closed_form_and_scale():
     mu_q, var_q = channel_moments(pruned, 1)
     mu_p, var_p = channel_moments(dense, 1)
     kw = dict(mu_q=mu_q, var_q=var_q, mu_p=mu_p, var_p=var_p)
-    fisher = LogSobolevLoss(loss_weight=2.0, modality_weights=dict(cam=0.5))
+    fisher = LogSobolevLoss(loss_weight=2.0, modality_weights=dict(cam=0.5), form='fisher')
     assert fisher(dict(cam=[pruned]), dict(cam=[dense]), dict(cam=1)).item() == pytest.approx(
-        2.0 * 0.5 * relative_fisher_information(**kw).mean().item(), rel=1e-5)
-    bound = LogSobolevLoss(form='kl_bound')
+        2.0 * 0.5 * smoothed_divergence(**kw, fisher=True).mean().item(), rel=1e-5)
+    bound = LogSobolevLoss()  # the default form is the scale-free LSI bound
     assert bound(dict(cam=[pruned]), dict(cam=[dense]), dict(cam=1)).item() == pytest.approx(
-        lsi_kl_bound(**kw).mean().item(), rel=1e-5)
+        smoothed_divergence(**kw).mean().item(), rel=1e-5)
     # the KL bound is scale-free, the Fisher information is not
     assert bound(dict(cam=[10 * pruned]), dict(cam=[10 * dense]), dict(cam=1)).item() == pytest.approx(
         bound(dict(cam=[pruned]), dict(cam=[dense]), dict(cam=1)).item(), rel=1e-4)
     # dense statistics as the reference give the same value as the dense tensor
-    stats = LogSobolevLoss()(dict(cam=[pruned]), dict(cam=[(mu_p, var_p)]), dict(cam=1))
+    stats = LogSobolevLoss(form='fisher')(dict(cam=[pruned]), dict(cam=[(mu_p, var_p)]), dict(cam=1))
     assert stats.item() == pytest.approx(fisher(dict(cam=[pruned]), dict(cam=[dense]), dict(cam=1)).item() / 1.0,
                                          rel=1e-5)
 

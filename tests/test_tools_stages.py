@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools'))
-from _stages import data_root_options, last_checkpoint, metric  # noqa: E402
+import _stages  # noqa: E402
+from _stages import data_root_options, last_checkpoint, metric, reusable, run_cached, stage_key  # noqa: E402
 from benchmark_lsi_reference import seconds_per_iter  # noqa: E402
 
 
@@ -38,3 +39,52 @@ def test_seconds_per_iter_averages_the_logged_train_iterations(tmp_path):
     assert seconds_per_iter(tmp_path) == 1.5
     with pytest.raises(FileNotFoundError, match='no scalars.json'):
         seconds_per_iter(tmp_path / 'missing')
+
+
+def test_stage_key_follows_file_contents_not_names(tmp_path):
+    ckpt = tmp_path / 'dense.pth'
+    ckpt.write_bytes(b'weights v1')
+    args = ['tools/train.py', '--cfg-options', f'load_from={ckpt}', 'train_cfg.max_iters=10']
+    first = stage_key(args)
+    assert stage_key(args) == first  # deterministic
+    ckpt.write_bytes(b'weights v2')  # same path, other weights: another key
+    assert stage_key(args) != first
+    assert stage_key(args[:-1] + ['train_cfg.max_iters=20']) != stage_key(args)
+
+
+def test_stage_key_resolves_config_bases(tmp_path, monkeypatch):
+    configs = tmp_path / 'configs'
+    configs.mkdir()
+    (configs / 'base.py').write_text('lr = 0.1\n')
+    (configs / 'child.py').write_text("_base_ = ['./base.py']\nmax_iters = 5\n")
+    monkeypatch.setattr(_stages, 'REPO', tmp_path)
+    before = stage_key(['tools/train.py', 'configs/child.py'])
+    (configs / 'base.py').write_text('lr = 0.2\n')  # only the base changed
+    assert stage_key(['tools/train.py', 'configs/child.py']) != before
+
+
+def test_outputs_are_keyed_literally_and_stale_results_rerun(tmp_path, capsys, monkeypatch):
+    out = tmp_path / 'metrics.json'
+    calls = []
+    monkeypatch.setattr(_stages, 'run', lambda stage, args, log: (calls.append(stage), out.write_text('{}')))
+    args = ['tools/test.py', '--metrics-json', str(out)]
+    run_cached('evaluate', args, tmp_path / 'log', out)
+    run_cached('evaluate', args, tmp_path / 'log', out)  # the output now exists: its content is not part of the key
+    assert calls == ['evaluate'] and 'reused' in capsys.readouterr().out
+    (tmp_path / 'metrics.json.key').write_text('an older key\n')
+    assert not reusable('evaluate', tmp_path / 'metrics.json.key', stage_key(args, (out,)), out)
+    assert 'stale' in capsys.readouterr().out
+    run_cached('evaluate', args, tmp_path / 'log', out)
+    assert calls == ['evaluate', 'evaluate']
+
+
+def test_metrics_json_is_strict_json():
+    import importlib.util
+    import math
+    spec = importlib.util.spec_from_file_location('tools_test_cli', Path(__file__).resolve().parents[1] / 'tools' / 'test.py')
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    assert cli.json_number(0.25) == 0.25 and cli.json_number(3) == 3.0
+    assert cli.json_number(float('nan')) is None and cli.json_number(math.inf) is None
+    text = json.dumps({'iou': cli.json_number(float('nan'))}, allow_nan=False)
+    assert json.loads(text) == {'iou': None}

@@ -1,12 +1,16 @@
 """Shared stage runner for the long CPU jobs (tools/demo.py, tools/compare_modalities.py).
 
 Each stage runs one of the project's CLIs in a subprocess with its output in a log file, prints one line when it
-starts and one when it ends, and is skipped on a second run when its output exists (cached stages).
+starts and one when it ends. A stage's result is reused only when its key matches: a digest of what it depends on
+(the resolved config, every file its arguments name, e.g. a checkpoint, the other arguments and the plugin's code,
+see :func:`stage_key`), stored beside the result. A reused stage says so; a stale one runs again.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -14,6 +18,56 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / 'data' / 'synthetic_nuscenes'
+KEY_NAME = '.mmprune4u_stage_key'
+
+
+def _config_text(path: Path) -> str:
+    """The config with its ``_base_`` chain resolved (so a change in a base config changes the key)."""
+    from mmengine.config import Config
+    return Config.fromfile(str(path), import_custom_modules=False).pretty_text
+
+
+def _arg_content(arg: str) -> str:
+    """What an argument contributes to a key: a config's resolved text, a file's digest, or the argument itself."""
+    from mmprune4u_plugin.fingerprint import file_digest
+    value = arg.split('=', 1)[1] if '=' in arg and not arg.startswith('-') else arg
+    path = Path(value) if Path(value).is_absolute() else REPO / value
+    if value and path.is_file():
+        content = _config_text(path) if path.suffix == '.py' and 'configs' in path.parts else file_digest(path)
+        return arg.replace(value, f'<{content}>') if value != arg else f'<{content}>'
+    return arg
+
+
+def stage_key(args: list[str], outputs: tuple[Path, ...] = ()) -> str:
+    """Digest of a stage's command line by content (``outputs`` are taken literally: they are what the stage
+    writes), plus the plugin's version and source digest."""
+    from mmprune4u_plugin.fingerprint import plugin_version
+    literal = {str(p) for p in outputs}
+    sha = hashlib.sha1(plugin_version().encode())
+    for arg in map(str, args):
+        sha.update(b'\0' + (arg if arg in literal else _arg_content(arg)).encode())
+    return sha.hexdigest()
+
+
+def reusable(stage: str, key_file: Path, key: str, *outputs: Path) -> bool:
+    """True (and says so) when every output exists and ``key_file`` holds ``key``."""
+    if all(p.exists() for p in outputs) and key_file.is_file() and key_file.read_text().strip() == key:
+        print(f'[{Path(sys.argv[0]).stem}] {stage}: reused (key {key[:12]} matches)', flush=True)
+        return True
+    if any(p.exists() for p in outputs):
+        print(f'[{Path(sys.argv[0]).stem}] {stage}: the existing result is stale (its inputs or code changed): '
+              'running again', flush=True)
+    return False
+
+
+def run_cached(stage: str, args: list[str], log: Path, *outputs: Path) -> None:
+    """:func:`run` unless ``outputs`` exist with a matching key (stored as ``<first output>.key``)."""
+    key = stage_key(args, outputs)
+    key_file = outputs[0].with_name(outputs[0].name + '.key')
+    if reusable(stage, key_file, key, *outputs):
+        return
+    run(stage, args, log)
+    key_file.write_text(key + '\n')
 
 
 def run(stage: str, args: list[str], log: Path) -> None:
@@ -29,10 +83,16 @@ def run(stage: str, args: list[str], log: Path) -> None:
 
 
 def ensure_synthetic_data(log: Path, root: Path = DATA, num_train: int = 200, num_val: int = 40) -> None:
-    """Generate the demo's synthetic nuScenes-format set (seed 0; 200 train / 40 val scenes) unless present."""
-    if not (root / 'nuscenes_infos_val.pkl').is_file():
-        run('synthetic data', ['tools/create_synthetic_nuscenes.py', '--out-dir', str(root), '--num-train',
-                               str(num_train), '--num-val', str(num_val), '--seed', '0', '--workers', '2'], log)
+    """Generate the demo's synthetic nuScenes-format set (seed 0; 200 train / 40 val scenes) unless present with
+    the same generator code and arguments."""
+    args = ['tools/create_synthetic_nuscenes.py', '--out-dir', str(root), '--num-train', str(num_train),
+            '--num-val', str(num_val), '--seed', '0', '--workers', '2']
+    key = stage_key(args)
+    if reusable('synthetic data', root / KEY_NAME, key, root / 'nuscenes_infos_val.pkl'):
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    run('synthetic data', args, log)
+    (root / KEY_NAME).write_text(key + '\n')
 
 
 def data_root_options(root: Path) -> list[str]:
@@ -48,21 +108,24 @@ def last_checkpoint(work_dir: Path) -> Path | None:
 
 
 def train(stage: str, config: str, work_dir: Path, log: Path, *extra: str) -> Path:
-    """Train ``config`` into ``work_dir`` unless it already holds a last checkpoint; return that checkpoint."""
+    """Train ``config`` into ``work_dir`` unless it holds a last checkpoint of the same key; return the checkpoint."""
+    args = ['tools/train.py', config, '--work-dir', str(work_dir), *extra]
+    key = stage_key(args)
     ckpt = last_checkpoint(work_dir)
-    if ckpt is None:
-        run(stage, ['tools/train.py', config, '--work-dir', str(work_dir), *extra], log)
-        ckpt = last_checkpoint(work_dir)
-    return ckpt
+    if ckpt is not None and reusable(stage, work_dir / KEY_NAME, key, ckpt):
+        return ckpt
+    shutil.rmtree(work_dir, ignore_errors=True)  # a stale run's checkpoints must not be picked up
+    run(stage, args, log)
+    (work_dir / KEY_NAME).write_text(key + '\n')
+    return last_checkpoint(work_dir)
 
 
 def evaluate(name: str, config: str, checkpoint: Path | None, out: Path, *extra: str) -> dict:
-    """tools/test.py on the val split -> ``out/metrics_<name>.json`` (cached); returns its content."""
+    """tools/test.py on the val split -> ``out/metrics_<name>.json`` (cached by key); returns its content."""
     metrics = out / f'metrics_{name}.json'
-    if not metrics.is_file():
-        ckpt = str(checkpoint) if checkpoint is not None else 'none'
-        run(f'evaluate {name}', ['tools/test.py', config, ckpt, '--work-dir', str(out / f'test_{name}'),
-                                 '--metrics-json', str(metrics), *extra], out / f'test_{name}.log')
+    ckpt = str(checkpoint) if checkpoint is not None else 'none'
+    run_cached(f'evaluate {name}', ['tools/test.py', config, ckpt, '--work-dir', str(out / f'test_{name}'),
+                                    '--metrics-json', str(metrics), *extra], out / f'test_{name}.log', metrics)
     return json.loads(metrics.read_text())
 
 

@@ -17,7 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
-from _stages import DATA, REPO, data_root_options, ensure_synthetic_data, evaluate, metric, run, train
+from _stages import (DATA, REPO, data_root_options, ensure_synthetic_data, evaluate, metric, run_cached,
+                     train)
 
 VARIANTS = {
     'lidar-camera': 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py',
@@ -60,10 +61,10 @@ def main() -> None:
     iters2 = args.iters if args.iters2 is None else args.iters2
     if iters2 != 0:
         fused_init = out / 'stage2_fused_init.pth'
-        if not fused_init.is_file():
-            run('stage 2: fused init from the single-sensor checkpoints',
-                ['tools/init_fused_from_single.py', VARIANTS['lidar-camera'], '--lidar', str(ckpts['lidar']),
-                 '--camera', str(ckpts['camera']), '--out', str(fused_init)], out / 'stage2_fused_init.log')
+        run_cached('stage 2: fused init from the single-sensor checkpoints',
+                   ['tools/init_fused_from_single.py', VARIANTS['lidar-camera'], '--lidar', str(ckpts['lidar']),
+                    '--camera', str(ckpts['camera']), '--out', str(fused_init)], out / 'stage2_fused_init.log',
+                   fused_init)
         starts = {'lidar-camera': fused_init, 'lidar': ckpts['lidar'], 'camera': ckpts['camera']}
         for name, config in VARIANTS.items():
             ckpt = train(f'stage 2: train {name}', config, out / f'stage2_{name}', out / f'stage2_{name}.log',

@@ -102,7 +102,7 @@ def main() -> None:
     boxes = out[0].pred_instances_3d.bboxes_3d.tensor
     print(f'[demo] pruned model runs: {len(boxes)} boxes, all finite: {bool(torch.isfinite(boxes).all())}')
     paths = write_report(args.work_dir, layers, alloc['mmprune4u'], report, curves=curves,
-                         costs=curves.cost(args.beta), meta={'target': args.sparsity, 'allocator': 'mmprune4u'})
+                         costs=curves.cost(args.beta, target=args.sparsity), meta={'target': args.sparsity, 'allocator': 'mmprune4u'})
     print(f'[demo] report: {", ".join(str(p) for p in paths.values())}')
 
 

@@ -1,6 +1,8 @@
 """Evaluate a (pruned) checkpoint: the same CLI as mmdet3d's tools/test.py; prints the weights' sparsity too."""
 from __future__ import annotations
 
+import math
+
 from _launch import build_runner, common_parser, load_config
 
 
@@ -23,8 +25,15 @@ def main() -> None:
     if args.metrics_json:
         import json
         with open(args.metrics_json, 'w') as f:
-            json.dump({'metrics': {k: float(v) for k, v in metrics.items()}, 'sparsity': report.global_sparsity,
-                       'by_modality': {m: s for m, (_, _, s) in report.by_modality().items()}}, f, indent=1)
+            json.dump({'metrics': {k: json_number(v) for k, v in metrics.items()}, 'sparsity': report.global_sparsity,
+                       'by_modality': {m: s for m, (_, _, s) in report.by_modality().items()}}, f, indent=1,
+                      allow_nan=False)
+
+
+def json_number(value) -> float | None:
+    """A metric as strict JSON: NaN / inf (e.g. the IoU of a class absent from the data) become null."""
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 if __name__ == '__main__':

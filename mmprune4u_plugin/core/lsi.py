@@ -6,12 +6,25 @@ For a channel with dense distribution p = N(mu, s2) and pruned distribution q = 
     log-Sobolev inequality       KL(q || p) <= (s2 / 2) * I(q || p) = dmu^2 / (2 s2) + (r - 1)^2 / (2 r),  r = s2~/s2
 
 (p is Gaussian, so it satisfies the LSI with constant s2.) Everything is differentiable and batched over channels.
+
+Conditioning (why a smoothing variance): a channel that pruning kills has s2~ = 0, so r = 0 and the bound is
+infinite; a dense channel with a tiny s2 makes dmu^2 / s2 explode. Both features are compared after adding the same
+independent Gaussian noise N(0, eps) to each channel: p_eps = N(mu, s2 + eps), q_eps = N(mu~, s2~ + eps). These are
+still Gaussians, the bound above is still the exact LSI bound of KL(q_eps || p_eps) (and, by the data-processing
+inequality, KL(q_eps || p_eps) <= KL(q || p)). With eps = kappa * mean_c(s2_c) (kappa = SMOOTHING, 1e-2), a killed
+channel of average variance costs (r - 1)^2 / (2 r) with r = kappa / (1 + kappa): about 49, finite and large; the
+dmu^2 term of a near-constant dense channel is at most dmu^2 / (2 eps); and a collapsed channel still gets a
+gradient that raises its variance (no clamp to sit at). The smoothing is scale-free: scaling a tap by a constant
+leaves the bound unchanged.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+
+SMOOTHING = 1e-2  # kappa: smoothing variance as a fraction of the mean dense channel variance
+ABS_SMOOTHING = 1e-12  # floor of eps for an all-constant dense feature
 
 
 def relative_fisher_information(*, mu_q: torch.Tensor, var_q: torch.Tensor, mu_p: torch.Tensor,
@@ -32,10 +45,20 @@ def gaussian_kl(*, mu_q: torch.Tensor, var_q: torch.Tensor, mu_p: torch.Tensor, 
     return 0.5 * (torch.log(var_p / var_q) + (var_q + (mu_q - mu_p) ** 2) / var_p - 1)
 
 
-def variance_floor(var_p: torch.Tensor, *, rel_eps: float = 1e-3, abs_eps: float = 1e-8) -> torch.Tensor:
-    """max(var, rel_eps * mean(var), abs_eps): dead channels must not blow up the ratio."""
-    floor = torch.clamp(var_p.detach().mean() * rel_eps, min=abs_eps)
-    return torch.maximum(var_p, floor)
+def smoothing_variance(var_p: torch.Tensor, *, kappa: float = SMOOTHING) -> torch.Tensor:
+    """eps = max(kappa * mean_c(var_p), ABS_SMOOTHING), a constant (no gradient) shared by the tap's channels."""
+    return torch.clamp(var_p.detach().mean() * kappa, min=ABS_SMOOTHING)
+
+
+def smoothed_divergence(*, mu_q: torch.Tensor, var_q: torch.Tensor, mu_p: torch.Tensor, var_p: torch.Tensor,
+                        fisher: bool = False, kappa: float = SMOOTHING) -> torch.Tensor:
+    """Per channel LSI-KL bound (or relative Fisher information) of the noise-smoothed features (module docstring).
+
+    ``var_q`` / ``var_p`` may be zero (killed or dead channels): the result is finite by construction.
+    """
+    eps = smoothing_variance(var_p, kappa=kappa)
+    fn = relative_fisher_information if fisher else lsi_kl_bound
+    return fn(mu_q=mu_q, var_q=var_q.clamp_min(0) + eps, mu_p=mu_p, var_p=var_p.clamp_min(0) + eps)
 
 
 def channel_moments(x: torch.Tensor, channel_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,16 +71,13 @@ def channel_moments(x: torch.Tensor, channel_dim: int) -> tuple[torch.Tensor, to
 
 def feature_lsi(pruned: torch.Tensor, dense: torch.Tensor, *, channel_dim: int = 1,
                 reduction: str = 'mean', fisher: bool = True) -> torch.Tensor:
-    """Gaussian relative Fisher information (``fisher=True``) or LSI-KL bound between two feature maps.
+    """Smoothed Gaussian relative Fisher information (``fisher=True``) or LSI-KL bound between two feature maps.
 
     ``dense`` is the reference p (typically detached); moments are taken per channel over the remaining dims.
     """
     mu_q, var_q = channel_moments(pruned, channel_dim)
     mu_p, var_p = channel_moments(dense, channel_dim)
-    var_p = variance_floor(var_p)
-    var_q = torch.maximum(var_q, var_p.detach() * 1e-6)
-    fn = relative_fisher_information if fisher else lsi_kl_bound
-    per_channel = fn(mu_q=mu_q, var_q=var_q, mu_p=mu_p, var_p=var_p)
+    per_channel = smoothed_divergence(mu_q=mu_q, var_q=var_q, mu_p=mu_p, var_p=var_p, fisher=fisher)
     return per_channel.mean() if reduction == 'mean' else per_channel
 
 
@@ -84,10 +104,10 @@ class MomentAccumulator:
         self.n += p.shape[0]
 
     def kl_bound(self) -> float:
-        """Channel-mean LSI-KL bound of the pooled moments (0 when nothing was added)."""
+        """Channel-mean smoothed LSI-KL bound of the pooled moments (0 when nothing was added)."""
         if self.n == 0:
             return 0.0
         mu_p, mu_q = self.s_p / self.n, self.s_q / self.n
-        var_p = variance_floor((self.ss_p / self.n - mu_p ** 2).clamp_min(0))
-        var_q = torch.maximum((self.ss_q / self.n - mu_q ** 2).clamp_min(0), var_p * 1e-6)
-        return float(lsi_kl_bound(mu_q=mu_q, var_q=var_q, mu_p=mu_p, var_p=var_p).mean())
+        var_p = (self.ss_p / self.n - mu_p ** 2).clamp_min(0)
+        var_q = (self.ss_q / self.n - mu_q ** 2).clamp_min(0)
+        return float(smoothed_divergence(mu_q=mu_q, var_q=var_q, mu_p=mu_p, var_p=var_p).mean())

@@ -86,7 +86,7 @@ def allocate_layers(layers: Sequence[PrunableLayer], spec: AllocationSpec, *,
         if curves is None or not curves.matches(layers, curves.grid):
             raise ValueError(f'allocator {name.value!r} needs distortion curves measured for these layers')
         costs = curves.cost(spec.beta if name is AllocatorName.MMPRUNE4U else 0.0, spec.regulariser,
-                            spec.modality_weights)
+                            spec.modality_weights, target=spec.sparsity)
     groups = [[i for i, lay in enumerate(layers) if lay.modality == m] for m in spec.modality_budgets]
     rest = [i for i, lay in enumerate(layers) if lay.modality not in spec.modality_budgets]
     total = sum(lay.numel for lay in layers)

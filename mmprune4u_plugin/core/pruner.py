@@ -36,7 +36,11 @@ class Pruner:
         return self.masks[_key(name)].mask
 
     def prepare(self, model: nn.Module) -> None:
-        """Attach to ``model``: move masks to its device and zero the gradients of pruned weights on backward."""
+        """Attach to ``model``: move masks to its device and zero the gradients of pruned weights on backward.
+
+        Frozen weights (``requires_grad=False``, e.g. a backbone's ``frozen_stages``) are pruned like any other; they
+        get no gradient, so they need no gradient hook, and :meth:`apply` keeps their zeros.
+        """
         self.remove_hooks()
         self._model = model
         for lay in self.layers:
@@ -45,7 +49,8 @@ class Pruner:
                 raise ValueError(f'layer {lay.name!r} has shape {tuple(weight.shape)}, expected {lay.shape}')
             pm = self.masks[_key(lay.name)]
             pm.to(weight.device)
-            self._handles.append(weight.register_hook(_grad_masker(pm)))
+            if weight.requires_grad:
+                self._handles.append(weight.register_hook(_grad_masker(pm)))
 
     @property
     def model(self) -> nn.Module:

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from ..core.curves import eval_mode
 from ..core.taps import Tap, TapRecorder, run_to_taps
 from ..losses import LogSobolevLoss
 from .calibration import clone_tensors
@@ -68,7 +69,7 @@ class LSIFinetuner:
     def _reference(self, batch_inputs: Any, batch_data_samples: Any) -> dict:
         if self.teacher is None:
             return self.dense_stats
-        self.teacher.train(self.model.training)  # same normalisation mode as the student: equal when unpruned
+        self.teacher.eval()  # references are taken in eval mode (DESIGN §1.3): running BN statistics, no updates
         with torch.no_grad(), TapRecorder(self.teacher, self.taps, stop_early=True) as rec:
             return run_to_taps(self.teacher, _teacher_forward, (clone_tensors(batch_inputs), batch_data_samples),
                                rec)
@@ -86,10 +87,13 @@ def _teacher_forward(model: nn.Module, batch: tuple) -> Any:
 
 
 def dense_statistics(model: nn.Module, taps: Mapping[str, Tap], batches: list, forward_fn) -> dict:
-    """Per-channel (mean, var) of the dense model at each tap, pooled over the calibration batches."""
+    """Per-channel (mean, var) of the dense model at each tap, pooled over the calibration batches.
+
+    Measured in eval mode (running BN statistics; the model's buffers are not updated), like every reference.
+    """
     sums: dict[str, list[list[torch.Tensor]]] = {}
     count: dict[str, list[int]] = {}
-    with torch.no_grad(), TapRecorder(model, dict(taps), stop_early=True) as rec:
+    with torch.no_grad(), eval_mode(model), TapRecorder(model, dict(taps), stop_early=True) as rec:
         for batch in batches:
             feats = run_to_taps(model, forward_fn, batch, rec)
             for m, tensors in feats.items():

@@ -15,10 +15,11 @@ from mmengine.registry import HOOKS as ENGINE_HOOKS
 from mmdet3d.registry import DATASETS, HOOKS, MODELS
 
 from ..core.curves import DEFAULT_GRID, DistortionCurves, measure_curves
-from ..core.layers import find_prunable_layers, get_weight, module_by_name, weights_fingerprint
+from ..core.layers import find_prunable_layers, get_weight, module_by_name
 from ..core.plan import AllocationSpec, allocate_layers, resolve_bounds
 from ..core.pruner import Pruner
 from ..core.schedule import round_targets
+from ..fingerprint import content_digest, plugin_version
 from .calibration import collect_batches, default_task_taps, mmdet3d_forward
 from .lsi_finetune import LSIFinetuner, dense_statistics
 from .options import parse_taps, validate_static
@@ -51,7 +52,7 @@ class MMPrune4UHook(Hook):
                  include: Sequence[str] = (), exclude: Sequence[str] = (), schedule: str = 'one_shot',
                  rounds: int = 1, interval: int | None = None, by_epoch: bool = False, curve_cache: str | None = None,
                  report: bool = True, lsi_loss: dict | None = None, lsi_reference: str = 'dense_stats',
-                 num_bins: int = 10_000, memoise: bool = True) -> None:
+                 num_bins: int = 10_000, memoise: bool = True, prune_frozen: bool = True) -> None:
         args = dict(locals())
         args.pop('self')
         args.pop('__class__', None)
@@ -69,6 +70,7 @@ class MMPrune4UHook(Hook):
         self.allocation: dict[str, float] = {}
         self.dense_stats: dict | None = None
         self._resume_state: dict | None = None
+        self._floor_state: dict | None = None
 
     # ----------------------------------------------------------------------------------------------- callbacks
     def before_run(self, runner) -> None:
@@ -76,6 +78,11 @@ class MMPrune4UHook(Hook):
         model = self._model(runner)
         layers = find_prunable_layers(model, include=self.args['include'], exclude=self.args['exclude'],
                                       modalities=self.args['modalities'])
+        if not self.args['prune_frozen']:
+            layers = [lay for lay in layers if get_weight(model, lay).requires_grad]
+            if not layers:
+                raise ValueError('every selected layer is frozen (requires_grad=False) and `prune_frozen` is False: '
+                                 'nothing to prune')
         for tap in [*(self.task_taps or []), *self.modality_taps.values()]:
             module_by_name(model, tap.module)
         resolve_bounds(layers, self.spec)
@@ -84,17 +91,27 @@ class MMPrune4UHook(Hook):
         self.pruner = Pruner(layers)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Keep the saved masks for ``before_train`` (this runs before the weights are copied in)."""
-        if CHECKPOINT_KEY in checkpoint:
-            self._resume_state = checkpoint[CHECKPOINT_KEY]
-        elif getattr(runner, '_resume', False):
-            runner.logger.warning('resumed checkpoint has no mmprune4u state: pruning starts from scratch')
+        """Keep the saved masks for ``before_train`` (this runs before the weights are copied in).
+
+        ``--resume`` continues the same run: its masks, allocation and round are restored. ``load_from`` starts a new
+        pruning run from those weights: a pruned checkpoint's masks become a floor that the new target builds on.
+        """
+        state = checkpoint.get(CHECKPOINT_KEY)
+        if getattr(runner, '_resume', False):
+            self._resume_state = state
+            if state is None:
+                runner.logger.warning('resumed checkpoint has no mmprune4u state: pruning starts from scratch')
+        elif state is not None:
+            self._floor_state = state
 
     def before_train(self, runner) -> None:
         self.pruner.prepare(self._model(runner))
         if self._resume_state is not None:
             self._restore(runner, self._resume_state)
-        elif self.rounds_done == 0:
+            return
+        if self._floor_state is not None:
+            self._keep_loaded_masks(runner, self._floor_state)
+        if self.rounds_done == 0:
             self._prune_round(runner)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
@@ -182,19 +199,19 @@ class MMPrune4UHook(Hook):
 
     def _allocate(self, runner, model, spec: AllocationSpec, batches: list) -> tuple[dict, tuple | None]:
         layers = self.pruner.layers
-        floor = self.pruner.sparsities() if self.rounds_done else None
+        floor = self.pruner.sparsities()  # earlier rounds or a loaded pruned checkpoint: sparsity never drops
         if not spec.needs_curves:
             weights = {lay.name: get_weight(model, lay).detach() for lay in layers}
             return allocate_layers(layers, spec, weights=weights, floor=floor), None
         curves = self._curves(runner, model, batches)
         costs = curves.cost(spec.beta if spec.allocator == 'mmprune4u' else 0.0, spec.regulariser,
-                            spec.modality_weights)
+                            spec.modality_weights, target=spec.sparsity)
         return allocate_layers(layers, spec, curves=curves, floor=floor), (curves, costs)
 
     def _curves(self, runner, model, batches: list) -> DistortionCurves:
         cache = self.args['curve_cache']
         path = None if cache is None else Path(cache).with_name(f'{Path(cache).stem}_round{self.rounds_done + 1}.npz')
-        source = self._curve_source(model)
+        source = self._curve_source(model, batches)
         if path is not None and path.is_file():
             cached = DistortionCurves.load(path)
             if cached.matches(self.pruner.layers, self.grid, source):
@@ -213,11 +230,16 @@ class MMPrune4UHook(Hook):
             curves.save(path)
         return curves
 
-    def _curve_source(self, model) -> str:
-        """What the curves depend on besides layers and grid: the weights and how they are measured."""
-        settings = {k: self.args[k] for k in ('estimator', 'num_probes', 'calib_batches')}
+    def _curve_source(self, model, batches: list) -> str:
+        """What the curves depend on besides layers and grid: every weight, bias and buffer of the model (BN
+        statistics included), the calibration batches (so their samples and pipeline), the modality grouping, how
+        they are measured, and the plugin's code."""
+        settings = {k: self.args[k] for k in ('estimator', 'num_probes', 'calib_batches', 'memoise')}
         settings['taps'] = [repr(t) for t in self.task_taps] + [f'{m}={t!r}' for m, t in self.modality_taps.items()]
-        return f'{weights_fingerprint(model, self.pruner.layers)}|{json.dumps(settings, sort_keys=True)}'
+        settings['modalities'] = [(lay.name, lay.modality) for lay in self.pruner.layers]
+        settings['plugin'] = plugin_version()
+        return '|'.join([content_digest(model.state_dict()), content_digest(batches),
+                         json.dumps(settings, sort_keys=True)])
 
     def _install_finetuner(self, model, teacher=None) -> None:
         reference = self.args['lsi_reference']
@@ -239,6 +261,19 @@ class MMPrune4UHook(Hook):
                 runner.logger.warning('resume: the dense teacher is gone; LSI loss uses the dense statistics')
                 self.args['lsi_reference'] = 'dense_stats'
             self._install_finetuner(self._model(runner))
+
+    def _keep_loaded_masks(self, runner, state: dict) -> None:
+        """``load_from`` a pruned checkpoint: its masks are the floor of this run, whose target must not be lower."""
+        self.pruner.load_state_dict(state['masks'])
+        self.pruner.apply()
+        loaded = self.pruner.report().global_sparsity
+        target = self.targets[-1]
+        if target < loaded - 0.5 / self.pruner.report().total:
+            raise ValueError(f'`sparsity` {target} is below the sparsity {loaded:.4f} of the loaded checkpoint: '
+                             'pruned weights cannot be revived; set sparsity >= the loaded sparsity')
+        self.targets = [max(t, loaded) for t in self.targets]
+        runner.logger.info(f'MMPrune4U: the loaded checkpoint is pruned to {loaded:.4f}; its zeros are kept and '
+                           f'pruning continues to {target}')
 
     def _zero_optimizer_state(self, runner) -> None:
         """Momentum / Adam moments of pruned weights are zeroed so they cannot revive them."""

@@ -1,8 +1,10 @@
-"""LogSobolevLoss: the finetuning regulariser lambda * sum_m w_m I_m (DESIGN.md §1 step 3).
+"""LogSobolevLoss: the finetuning regulariser lambda * sum_m w_m B_m (DESIGN.md §1 step 3).
 
-I_m is the per-channel Gaussian relative Fisher information between the pruned model's features at modality m's tap
-and a reference: the frozen dense model's features on the same batch (``reference='teacher'``) or the dense model's
-per-channel statistics measured once on the calibration set (``reference='dense_stats'``, no teacher at train time).
+B_m is the per-channel Gaussian LSI bound on KL(pruned || dense) at modality m's tap, of the noise-smoothed features
+(:mod:`mmprune4u_plugin.core.lsi`): finite for killed channels and tiny dense variances, scale-free, and with a
+gradient that raises a collapsed channel's variance. The reference is the frozen dense model's features on the same
+batch (``reference='teacher'``) or the dense model's per-channel statistics measured once on the calibration set
+(``reference='dense_stats'``, no teacher at train time).
 """
 from __future__ import annotations
 
@@ -10,30 +12,33 @@ from typing import Mapping, Sequence
 
 import torch
 from mmdet3d.registry import MODELS
+from mmengine.registry import MODELS as ENGINE_MODELS
 from torch import nn
 
-from ..core.lsi import channel_moments, lsi_kl_bound, relative_fisher_information, variance_floor
+from ..core.lsi import channel_moments, smoothed_divergence
 
 
+@ENGINE_MODELS.register_module()  # also buildable without mmdet3d's default scope
 @MODELS.register_module()
 class LogSobolevLoss(nn.Module):
-    """Sum over modalities of w_m * channel-mean relative Fisher information I(pruned || dense).
+    """Sum over modalities of w_m * channel-mean smoothed LSI divergence between pruned and dense features.
 
     Args:
         loss_weight: lambda. Defaults to 1.0.
         modality_weights: w_m per modality; modalities not listed get 1. Defaults to None.
-        form: ``fisher``: I itself (DESIGN.md; scales like 1/sigma^2, so lambda depends on the feature scale);
-            ``kl_bound``: (sigma^2 / 2) I, the LSI bound on KL, scale-free. Defaults to ``fisher``.
+        form: ``kl_bound``: (sigma^2 / 2) I(q||p), the LSI bound on KL, scale-free and well-conditioned (default);
+            ``fisher``: the relative Fisher information I itself, which scales like 1 / sigma^2 (lambda then depends
+            on the feature scale). Both use the smoothed variances. Defaults to ``kl_bound``.
     """
 
     def __init__(self, loss_weight: float = 1.0, modality_weights: Mapping[str, float] | None = None,
-                 form: str = 'fisher') -> None:
+                 form: str = 'kl_bound') -> None:
         super().__init__()
         if loss_weight < 0:
             raise ValueError(f'`loss_weight` must be >= 0, but got loss_weight: {loss_weight}')
         if form not in ('fisher', 'kl_bound'):
             raise ValueError(f'`form` must be "fisher" or "kl_bound", but got form: {form!r}')
-        self.fn = relative_fisher_information if form == 'fisher' else lsi_kl_bound
+        self.fisher = form == 'fisher'
         self.loss_weight = float(loss_weight)
         self.modality_weights = dict(modality_weights or {})
 
@@ -52,10 +57,8 @@ class LogSobolevLoss(nn.Module):
                     mu_p, var_p = channel_moments(ref.detach().float(), channel_dims[m])
                 else:
                     mu_p, var_p = (r.to(feat.device, torch.float32) for r in ref)
-                var_p = variance_floor(var_p)
-                var_q = torch.maximum(var_q, var_p * 1e-6)
-                term = self.modality_weights.get(m, 1.0) * self.fn(
-                    mu_q=mu_q, var_q=var_q, mu_p=mu_p, var_p=var_p).mean()
+                term = self.modality_weights.get(m, 1.0) * smoothed_divergence(
+                    mu_q=mu_q, var_q=var_q, mu_p=mu_p, var_p=var_p, fisher=self.fisher).mean()
                 total = term if total is None else total + term
         if total is None:
             raise ValueError('LogSobolevLoss got no features')

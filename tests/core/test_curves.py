@@ -102,11 +102,13 @@ def test_save_load_roundtrip_and_cost(tmp_path):
     assert not back.matches(layers, GRID, weights_fingerprint(model, layers))
     np.testing.assert_array_equal(back.task, curves.task)
     np.testing.assert_array_equal(back.downstream['camera'], curves.downstream['camera'])
-    reg = curves.regulariser()
-    mods = np.array(curves.modalities)
-    for m in set(curves.modalities):  # normalised: each modality's mean at the top level is 1
-        assert reg[mods == m, -1].mean() == pytest.approx(1.0)
-    np.testing.assert_allclose(curves.cost(beta=0.5), curves.task + 0.5 * reg)
+    reg = curves.regulariser(target=0.5)
+    k = int(np.argmin(np.abs(curves.grid - 0.5)))  # on D's scale at the target: equal medians there
+    assert np.median(reg[:, k][reg[:, k] > 0]) == pytest.approx(np.median(curves.task[:, k][curves.task[:, k] > 0]))
+    np.testing.assert_allclose(reg / reg.max(), curves.local / curves.local.max())  # one factor for all modalities
+    np.testing.assert_allclose(curves.cost(beta=0.5, target=0.5), curves.task + 0.5 * reg)
+    with pytest.raises(ValueError, match='`target`'):
+        curves.cost(beta=0.5)
     assert curves.cost(beta=0.0) is curves.task
     with pytest.raises(FileNotFoundError, match='does not exist'):
         DistortionCurves.load(tmp_path / 'missing.npz')

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from mmprune4u_plugin.core.lsi import (MomentAccumulator, channel_moments, feature_lsi, gaussian_kl,
-                                       lsi_kl_bound, relative_fisher_information)
+                                       lsi_kl_bound, relative_fisher_information, smoothed_divergence,
+                                       smoothing_variance)
 
 
 def test_closed_form_hand_values():
@@ -63,3 +64,49 @@ def test_accumulator_pools_batches_like_concatenation():
     whole = feature_lsi(torch.cat(b).double(), torch.cat(a).double(), channel_dim=-1, fisher=False)
     assert acc.kl_bound() == pytest.approx(whole.item(), rel=1e-9)
     assert MomentAccumulator().kl_bound() == 0.0
+
+
+def test_killed_channel_costs_a_fixed_finite_amount():
+    # dense variances 1 and 1 -> eps = 0.01; channel 0 killed (constant at its mean): r = 0.01 / 1.01
+    mu = torch.zeros(2)
+    value = smoothed_divergence(mu_q=mu, var_q=torch.tensor([0.0, 1.0]), mu_p=mu, var_p=torch.ones(2))
+    r = 0.01 / 1.01
+    assert value[0].item() == pytest.approx((r - 1) ** 2 / (2 * r), rel=1e-6)  # about 49
+    assert value[1].item() == 0.0
+
+
+def test_tiny_dense_variance_is_bounded_by_the_smoothing():
+    # channel 1 is (almost) constant in the dense model; its mean moves by 1: dmu^2 / (2 (var + eps)), eps = 0.005
+    value = smoothed_divergence(mu_q=torch.tensor([0.0, 1.0]), var_q=torch.tensor([1.0, 1e-20]),
+                                mu_p=torch.zeros(2), var_p=torch.tensor([1.0, 1e-20]), fisher=False)
+    assert value[1].item() == pytest.approx(1 / (2 * (1e-20 + 0.005)), rel=1e-6)
+    all_dead = smoothed_divergence(mu_q=torch.ones(3), var_q=torch.zeros(3), mu_p=torch.zeros(3), var_p=torch.zeros(3))
+    assert torch.isfinite(all_dead).all()
+
+
+def test_smoothed_bound_is_scale_free_and_dominates_the_smoothed_kl():
+    gen = torch.Generator().manual_seed(5)
+    dense = torch.randn(64, 6, generator=gen, dtype=torch.float64) * torch.tensor([1, 2, 1e-4, 0, 3, 1.0])
+    pruned = dense * torch.tensor([0.5, 1, 1, 1, 0, 2.0]) + 0.1
+    one = feature_lsi(pruned, dense, channel_dim=1, fisher=False, reduction='none')
+    big = feature_lsi(1000 * pruned, 1000 * dense, channel_dim=1, fisher=False, reduction='none')
+    torch.testing.assert_close(one, big)
+    mu_q, var_q = channel_moments(pruned, 1)
+    mu_p, var_p = channel_moments(dense, 1)
+    eps = smoothing_variance(var_p)
+    kl = gaussian_kl(mu_q=mu_q, var_q=var_q + eps, mu_p=mu_p, var_p=var_p + eps)
+    assert torch.all(one >= kl - 1e-12) and torch.isfinite(one).all()
+
+
+def test_collapsed_channel_gets_a_gradient_that_raises_its_variance():
+    gen = torch.Generator().manual_seed(6)
+    dense = torch.randn(128, 3, generator=gen, dtype=torch.float64)
+    pruned = dense.clone()
+    pruned[:, 0] = 0.3 + 1e-6 * dense[:, 0]  # collapsed: variance 1e-12 of the dense one
+    pruned.requires_grad_()
+    loss = feature_lsi(pruned, dense, channel_dim=1, fisher=False)
+    loss.backward()
+    with torch.no_grad():
+        stepped = pruned - 1e3 * pruned.grad
+    before, after = pruned[:, 0].detach().var(), stepped[:, 0].var()
+    assert after > before * 10  # the descent direction spreads the collapsed channel out again

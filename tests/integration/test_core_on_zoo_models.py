@@ -38,7 +38,7 @@ def test_core_prunes_zoo_model_at_70_percent(case):
     assert curves.task[:, -1].max() > 0
     assert curves.stats['leaf_forwards'] < curves.stats['plain_leaf_forwards']
     problem = problem_from_layers([lay.name for lay in layers], [lay.numel for lay in layers], 0.7)
-    sparsities = allocate(problem, curves.cost(beta=0.1), curves.grid)
+    sparsities = allocate(problem, curves.cost(beta=0.1, target=0.7), curves.grid)
     pruner = Pruner(layers)
     pruner.prepare(model)
     pruner.set_sparsities(sparsities)
