@@ -1,8 +1,10 @@
 """Exact distortion curves: prune one layer at a time and forward the calibration batches.
 
 Memoised (see :mod:`memo`): what pruning layer l cannot change is served from the dense pass, and each pass stops
-once the last tap is captured. ``memoise=False`` gives the plain estimator (full forward for every layer and level)
-for comparison.
+once the last tap is captured. The memo's dirty module is the layer's *runner* (the module whose forward uses the
+weight, see :mod:`layers`): an attention's ``out_proj`` never runs as a module, so naming it would let every later
+unit be served from the dense record. ``memoise=False`` gives the plain estimator (full forward for every layer and
+level) for comparison.
 """
 from __future__ import annotations
 
@@ -92,7 +94,7 @@ def exact_curves(model: nn.Module, layers: Sequence[PrunableLayer], grid: Sequen
                     for i, batch in enumerate(batches):
                         if memo is not None:
                             memo.start_batch(i)
-                            with memo.replay([layer.module_name], tap_modules):
+                            with memo.replay([layer.runner], tap_modules):
                                 feats = run_to_taps(model, forward_fn, batch, recorder)
                         else:
                             feats = run_to_taps(model, forward_fn, batch, recorder)

@@ -1,12 +1,20 @@
 """Find the prunable weights of a model, select them by name patterns and group them by modality.
 
 Prunable: the weights of Conv1d/2d/3d, ConvTranspose1d/2d/3d, Linear, spconv sparse convolutions (SubMConv3d,
-SparseConv3d, SparseInverseConv3d: 5-D weights) and nn.MultiheadAttention (``in_proj_weight``; its ``out_proj`` is a
-Linear). Biases and normalisation layers are never pruned. Names are parameter fqns with any DDP ``module.`` prefix
-removed, so the same config and masks work on a wrapped and an unwrapped model.
+SparseConv3d, SparseInverseConv3d: 5-D weights) and nn.MultiheadAttention (``in_proj_weight`` and its
+``out_proj.weight``). Biases and normalisation layers are never pruned. Names are parameter fqns with any DDP
+``module.`` prefix removed, so the same config and masks work on a wrapped and an unwrapped model.
+
+Owner vs runner: a weight belongs to one module (its ``module_name``) but may be used by another module's forward.
+``nn.MultiheadAttention`` reads ``out_proj.weight`` inside ``F.multi_head_attention_forward`` and never calls its
+``out_proj`` module, so hooks on ``out_proj`` never fire. Each layer therefore also names its ``runner``: the module
+whose forward actually uses the weight (the attention module for both ``in_proj_weight`` and ``out_proj.weight``,
+the owner itself otherwise). Anything that observes or re-runs "the layer" (the layer-local regulariser, the
+memoised forward's dirty set) works at the runner.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass
@@ -32,7 +40,9 @@ class PrunableLayer:
         kind: Class name of the owning module.
         shape: Weight shape.
         modality: Modality group, ``other`` when no modality pattern matches.
-        channel_dim: Dimension of the module's output that holds channels (1 for convs, -1 for linear and sparse).
+        channel_dim: Dimension of the runner's output that holds channels (1 for convs, -1 for linear, sparse and
+            attention).
+        runner: Canonical name of the module whose forward uses the weight (``module_name`` when not given).
     """
 
     name: str
@@ -42,6 +52,19 @@ class PrunableLayer:
     shape: tuple[int, ...]
     modality: str = OTHER_MODALITY
     channel_dim: int = 1
+    runner: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.runner is None:
+            object.__setattr__(self, 'runner', self.module_name)
+
+    @property
+    def runner_param(self) -> str:
+        """Path of the weight relative to the runner (``weight``, ``in_proj_weight`` or ``out_proj.weight``), as
+        ``torch.func.functional_call(runner, {runner_param: w}, ...)`` expects it."""
+        if self.runner == self.module_name:
+            return self.param_name
+        return self.name[len(self.runner) + 1:] if self.runner else self.name
 
     @property
     def numel(self) -> int:
@@ -77,6 +100,12 @@ def _weights_of(module: nn.Module) -> list[tuple[str, int]]:
     return []
 
 
+def _attention_runners(model: nn.Module) -> dict[int, str]:
+    """id(out_proj module) -> canonical name of the nn.MultiheadAttention that uses its weight without calling it."""
+    return {id(module.out_proj): canonical_name(name) for name, module in model.named_modules()
+            if isinstance(module, nn.MultiheadAttention) and isinstance(module.out_proj, nn.Linear)}
+
+
 def _matches(name: str, patterns: Iterable[str]) -> bool:
     return any(re.search(p, name) for p in patterns)
 
@@ -107,6 +136,7 @@ def find_prunable_layers(model: nn.Module, *, include: Sequence[str] = (), exclu
     """
     found: list[PrunableLayer] = []
     seen: set[int] = set()
+    runners = _attention_runners(model)
     for mod_name, module in model.named_modules():
         for attr, channel_dim in _weights_of(module):
             weight = getattr(module, attr)
@@ -115,7 +145,8 @@ def find_prunable_layers(model: nn.Module, *, include: Sequence[str] = (), exclu
             seen.add(id(weight))
             cname = canonical_name(f'{mod_name}.{attr}' if mod_name else attr)
             found.append(PrunableLayer(cname, canonical_name(mod_name), attr, type(module).__name__,
-                                       tuple(weight.shape), OTHER_MODALITY, channel_dim))
+                                       tuple(weight.shape), OTHER_MODALITY, channel_dim,
+                                       runners.get(id(module), canonical_name(mod_name))))
     all_names = [layer.name for layer in found]
     if not found:
         raise ValueError(f'model {type(model).__name__} has no prunable weights (Conv, Linear, spconv, attention)')
@@ -137,8 +168,7 @@ def find_prunable_layers(model: nn.Module, *, include: Sequence[str] = (), exclu
 def _with_modality(layer: PrunableLayer, modalities: Mapping[str, Sequence[str]]) -> PrunableLayer:
     for group, patterns in modalities.items():
         if _matches(layer.name, patterns):
-            return PrunableLayer(layer.name, layer.module_name, layer.param_name, layer.kind, layer.shape, group,
-                                 layer.channel_dim)
+            return dataclasses.replace(layer, modality=group)
     return layer
 
 

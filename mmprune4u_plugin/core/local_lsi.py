@@ -1,11 +1,25 @@
 """Layer-local regulariser R_l(s): LSI bound on KL between a layer's own output channels, pruned vs dense.
 
-Pruning only layer l leaves its input unchanged, so R_l(s_k) needs no extra network pass: one dense pass where each
-layer, on its real input, is also evaluated with its weights pruned to every level (``torch.func.functional_call``),
-and the per-channel moments of pruned vs dense outputs are pooled over the calibration batches.
+The layer's own output is its *runner's* output (layers.py): the conv / linear / sparse-conv output, and for both
+weights of an ``nn.MultiheadAttention`` (``in_proj_weight`` and ``out_proj.weight``) the attention's output, the
+tensor the rest of the network sees (``out_proj`` alone never runs as a module).
+
+Pruning only layer l leaves its input unchanged, so R_l needs no extra network pass: in one dense pass over the
+calibration batches, hooks on the runners pool, per output channel and level, the sums n, sum and sum of squares of
+the dense and the pruned output, which a :class:`MomentAccumulator` turns into the bound. Two ways to the pruned sums:
+
+- Gram (exact, no work per level during the pass): runners whose output is affine in input patches (patches.py:
+  Linear, Conv1d/2d/3d, spconv convs, attention out_proj) accumulate the patch Gram matrix; all levels follow from it
+  at the end (gram_levels.py). A reconstruction check on the first call guards the patch form.
+- Per level (any other runner: ConvTranspose, attention in_proj, custom modules): the runner is called again with the
+  weight pruned to every level (``torch.func.functional_call``). spconv submanifold convs reuse the index pairs the
+  dense call built.
+
+``progress(1)`` is called once per calibration batch and once per layer: total ``len(batches) + len(layers)``.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -13,8 +27,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .layers import PrunableLayer, module_by_name
+from .gram_levels import level_sums
+from .layers import PrunableLayer, get_weight, is_sparse_conv, module_by_name
 from .lsi import MomentAccumulator
+from .patches import NotAffine, PatchMap, patch_map
 from .taps import tensors_in
 
 
@@ -31,33 +47,119 @@ def pruned_copy(weight: torch.Tensor, order: torch.Tensor, sparsity: float) -> t
     return out
 
 
-def local_lsi_curves(model: nn.Module, layers: Sequence[PrunableLayer], grid: Sequence[float],
-                     batches: Sequence[Any], forward_fn: Callable[[nn.Module, Any], Any],
-                     progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """[L, K] array: channel-mean LSI-KL bound of each layer's output at each grid level (column 0 is 0)."""
-    accs = [[MomentAccumulator() for _ in grid] for _ in layers]
-    handles = []
-    busy = [False]
-    for li, layer in enumerate(layers):
-        module = module_by_name(model, layer.module_name)
-        weight = getattr(module, layer.param_name)
-        order = magnitude_order(weight)
+class _LayerProbe:
+    """Pools one layer's dense and pruned output sums over the calibration pass (module docstring)."""
 
-        def hook(mod, args, kwargs, output, _li=li, _layer=layer, _w=weight, _order=order):
-            if busy[0]:
+    def __init__(self, model: nn.Module, layer: PrunableLayer, grid: Sequence[float], use_gram: bool) -> None:
+        self.layer, self.grid = layer, [float(s) for s in grid]
+        self.runner = module_by_name(model, layer.runner)
+        self.weight = get_weight(model, layer)
+        self.order = magnitude_order(self.weight)
+        self.plan: PatchMap | None = patch_map(self.runner, layer) if use_gram else None
+        self.checked = False
+        self.calls = 0
+        self.levels = [MomentAccumulator() for _ in grid]
+        self.n, self.dense, self.gram, self.patch_sum = 0, None, None, None
+
+    def __call__(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        self.calls += 1
+        if self.plan is not None and self._pool_gram(args, kwargs, output):
+            return
+        args = _with_reused_pairs(self.runner, args, output)
+        dense = tensors_in(output)[0]
+        for k, s in enumerate(self.grid):
+            if s > 0:
+                params = {self.layer.runner_param: pruned_copy(self.weight, self.order, s)}
+                pruned = tensors_in(functional_call(module, params, args, kwargs))[0]
+                self.levels[k].add(pruned, dense, self.layer.channel_dim)
+
+    def _pool_gram(self, args: tuple, kwargs: dict, output: Any) -> bool:
+        try:
+            for patches, out in self.plan.chunks(args, kwargs, output):
+                if not self.checked:
+                    self._check(patches, out)
+                p = patches.to(torch.float32 if patches.dtype in (torch.float16, torch.bfloat16) else patches.dtype)
+                gram = torch.bmm(p.transpose(1, 2), p).double()
+                psum = p.double().sum(1)
+                self.gram = gram if self.gram is None else self.gram + gram
+                self.patch_sum = psum if self.patch_sum is None else self.patch_sum + psum
+        except NotAffine as err:
+            if self.gram is not None:
+                raise RuntimeError(f'layer {self.layer.name!r}: {err} after earlier calls were affine') from err
+            warnings.warn(f'layer {self.layer.name!r}: {err}; its local regulariser is measured level by level')
+            self.plan = None
+            return False
+        flat = tensors_in(output)[0].detach().movedim(self.layer.channel_dim, -1)
+        flat = flat.reshape(-1, flat.shape[-1]).double()
+        sums = torch.stack([flat.sum(0), (flat * flat).sum(0)])
+        self.dense = sums if self.dense is None else self.dense + sums
+        self.n += flat.shape[0]
+        return True
+
+    def _check(self, patches: torch.Tensor, out: torch.Tensor) -> None:
+        weight, bias = self.plan.weight, self.plan.bias
+        rec = torch.einsum('gnj,gcj->ngc', patches.double(), weight.double()).reshape(out.shape)
+        rec = rec if bias is None else rec + bias.double()
+        scale = float(out.detach().abs().max()) if out.numel() else 0.0
+        if not torch.allclose(rec, out.double(), rtol=1e-4, atol=1e-5 * scale + 1e-12):
+            raise NotAffine(f'{type(self.runner).__name__} output is not P W^T + b of its patches')
+        self.checked = True
+
+    def finish(self) -> list[MomentAccumulator]:
+        """One accumulator per grid level (empty, i.e. R = 0, at sparsity 0)."""
+        if self.calls == 0:
+            warnings.warn(f'layer {self.layer.name!r}: its module {self.layer.runner!r} never ran on the calibration '
+                          'data; its local regulariser is 0')
+        if self.plan is None or self.gram is None:
+            return self.levels
+        rank = torch.empty_like(self.order)
+        rank[self.order] = torch.arange(self.order.numel())
+        groups, per_group = self.plan.weight.shape[:2]
+        rank = rank.view(groups, per_group, -1)
+        bias = self.plan.bias if self.plan.bias is not None else self.plan.weight.new_zeros(groups * per_group)
+        counts = [int(round(s * self.weight.numel())) for s in self.grid]
+        terms = [level_sums(gram=self.gram[g], patch_sum=self.patch_sum[g], weight=self.plan.weight[g],
+                            bias=bias[g * per_group:(g + 1) * per_group], rank=rank[g], counts=counts)
+                 for g in range(groups)]
+        lin, cross, quad = (torch.cat([t[i] for t in terms], 1) for i in range(3))
+        s_p, ss_p = self.dense
+        return [MomentAccumulator(n=self.n, s_p=s_p, ss_p=ss_p, s_q=s_p - lin[k], ss_q=ss_p - 2 * cross[k] + quad[k])
+                if s > 0 else MomentAccumulator() for k, s in enumerate(self.grid)]
+
+
+def _with_reused_pairs(runner: nn.Module, args: tuple, output: Any) -> tuple:
+    """For a spconv submanifold conv whose dense call built its index pairs (its ``indice_key`` is new), an input
+    that carries them, so the calls per level reuse them instead of rebuilding them."""
+    key = getattr(runner, 'indice_key', None)
+    if not (is_sparse_conv(runner) and getattr(runner, 'subm', False) and key and args):
+        return args
+    x, built = args[0], getattr(output, 'indice_dict', {})
+    if key in x.indice_dict or key not in built:
+        return args
+    x = x.shadow_copy()
+    x.indice_dict = dict(built)
+    return (x, *args[1:])
+
+
+def local_lsi_moments(model: nn.Module, layers: Sequence[PrunableLayer], grid: Sequence[float],
+                      batches: Sequence[Any], forward_fn: Callable[[nn.Module, Any], Any],
+                      progress: Callable[[int], None] | None = None, *,
+                      use_gram: bool = True) -> list[list[MomentAccumulator]]:
+    """[L][K] pooled moments of each layer's dense and pruned output (``use_gram=False``: every layer per level)."""
+    probes = [_LayerProbe(model, layer, grid, use_gram) for layer in layers]
+    busy = [False]
+
+    def guarded(probe: _LayerProbe):
+        def hook(module, args, kwargs, output):
+            if busy[0]:  # a call made by a probe (per level, or the attention's identity call)
                 return
             busy[0] = True
             try:
-                dense = tensors_in(output)[0]
-                for k, s in enumerate(grid):
-                    if s <= 0:
-                        continue
-                    params = {_layer.param_name: pruned_copy(_w, _order, s)}
-                    pruned = tensors_in(functional_call(mod, params, args, kwargs))[0]
-                    accs[_li][k].add(pruned, dense, _layer.channel_dim)
+                probe(module, args, kwargs, output)
             finally:
                 busy[0] = False
-        handles.append(module.register_forward_hook(hook, with_kwargs=True))
+        return hook
+    handles = [p.runner.register_forward_hook(guarded(p), with_kwargs=True) for p in probes]
     try:
         with torch.no_grad():
             for batch in batches:
@@ -67,4 +169,18 @@ def local_lsi_curves(model: nn.Module, layers: Sequence[PrunableLayer], grid: Se
     finally:
         for h in handles:
             h.remove()
-    return np.array([[acc.kl_bound() for acc in row] for row in accs], dtype=np.float64)
+    moments = []
+    with torch.no_grad():
+        for probe in probes:
+            moments.append(probe.finish())
+            if progress is not None:
+                progress(1)
+    return moments
+
+
+def local_lsi_curves(model: nn.Module, layers: Sequence[PrunableLayer], grid: Sequence[float],
+                     batches: Sequence[Any], forward_fn: Callable[[nn.Module, Any], Any],
+                     progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """[L, K] array: channel-mean LSI-KL bound of each layer's output at each grid level (column 0 is 0)."""
+    moments = local_lsi_moments(model, layers, grid, batches, forward_fn, progress)
+    return np.array([[acc.kl_bound() for acc in row] for row in moments], dtype=np.float64)

@@ -1,0 +1,168 @@
+"""Layers whose output is an affine map of input patches, and those patches (for the layer-local regulariser).
+
+For Linear, Conv1d/2d/3d (any stride, padding, padding mode, dilation, groups), spconv sparse convolutions and the
+output projection of ``nn.MultiheadAttention``, the runner's output is, for each group g of output channels,
+
+    y[n, c] = sum_j W_g[c, j] * P_g[n, j] + b[c]        (n: output position, j: input channel x kernel offset)
+
+with W_g the weight viewed as (groups, C / groups, J) in its own memory order. :func:`patch_map` says whether a layer
+is of that kind and returns W_g, b and a function that turns one call of the runner (args, kwargs, output) into
+chunks (P: (groups, rows, J), y: (rows, C)) with matching rows. How P is found:
+
+- Linear: the input, flattened to rows.
+- Conv: the input padded as the module pads it (``_reversed_padding_repeated_twice``, padding mode), unfolded over
+  each spatial dim with the stride, keeping every ``dilation``-th element of each window.
+- spconv: the module itself says which input site feeds output site n through kernel offset o: one call with
+  feature 0 = input index + 1 (float64 on CPU, exact) and a weight that copies feature 0 at offset o to output
+  channel o yields the (rows, offsets) neighbour table, whatever the kind (submanifold, strided, transposed, inverse)
+  and however spconv stores its index pairs. Other dtypes (CUDA) send the index in base-256 digits, one call each.
+- Attention out_proj: the attention's output with ``out_proj`` set to the identity and no bias (the joined heads).
+
+The caller checks the reconstruction P W^T + b == y on the first chunk before trusting a map; a generator that
+finds no patches raises :class:`NotAffine`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from .layers import PrunableLayer, is_sparse_conv
+from .taps import tensors_in
+
+CHUNK_ELEMENTS = 1 << 22  # patch values materialised at once (16 MiB in float32)
+Chunks = Iterator[tuple[torch.Tensor, torch.Tensor]]
+
+
+class NotAffine(Exception):
+    """Raised by a chunk generator when the runner's output turns out not to be affine in the patches."""
+
+
+@dataclass(frozen=True)
+class PatchMap:
+    """Weight in patch order (groups, C / groups, J), bias (C,) or None, and the chunk generator."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    chunks: Callable[[tuple, dict, Any], Chunks]
+
+
+def patch_map(runner: nn.Module, layer: PrunableLayer) -> PatchMap | None:
+    """The patch form of ``layer`` run by ``runner``, or None when its output is not (known to be) affine in it."""
+    if isinstance(runner, nn.MultiheadAttention):
+        if layer.runner_param != 'out_proj.weight':
+            return None
+        proj = runner.out_proj
+        return PatchMap(proj.weight.detach()[None], _detached(proj.bias), partial(_attention_chunks, runner))
+    if layer.runner_param != 'weight':
+        return None
+    weight = runner.weight.detach()
+    if isinstance(runner, nn.Linear):
+        return PatchMap(weight[None], _detached(runner.bias), _linear_chunks)
+    if isinstance(runner, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        groups = runner.groups
+        return PatchMap(weight.reshape(groups, weight.shape[0] // groups, -1), _detached(runner.bias),
+                        partial(_conv_chunks, runner))
+    if is_sparse_conv(runner) and tuple(weight.shape) == (runner.out_channels, *runner.kernel_size,
+                                                          runner.in_channels):  # KRSC layout
+        return PatchMap(weight.reshape(1, weight.shape[0], -1), _detached(getattr(runner, 'bias', None)),
+                        partial(_sparse_chunks, runner))
+    return None
+
+
+def _detached(bias: torch.Tensor | None) -> torch.Tensor | None:
+    return None if bias is None else bias.detach()
+
+
+def _input(args: tuple, kwargs: dict) -> Any:
+    return args[0] if args else kwargs['input']
+
+
+def _row_chunks(patches: torch.Tensor, out: torch.Tensor) -> Chunks:
+    step = max(1, CHUNK_ELEMENTS // (patches.shape[0] * patches.shape[2]))
+    for r in range(0, out.shape[0], step):
+        yield patches[:, r:r + step], out[r:r + step]
+
+
+def _linear_chunks(args: tuple, kwargs: dict, output: torch.Tensor) -> Chunks:
+    x = _input(args, kwargs)
+    yield from _row_chunks(x.reshape(1, -1, x.shape[-1]), output.reshape(-1, output.shape[-1]))
+
+
+def _attention_chunks(attn: nn.MultiheadAttention, args: tuple, kwargs: dict, output: Any) -> Chunks:
+    proj = attn.out_proj
+    params = {'out_proj.weight': torch.eye(proj.weight.shape[1], dtype=proj.weight.dtype, device=proj.weight.device)}
+    if proj.bias is not None:
+        params['out_proj.bias'] = torch.zeros_like(proj.bias)
+    joined = tensors_in(functional_call(attn, params, args, kwargs))[0]
+    out = tensors_in(output)[0]
+    yield from _row_chunks(joined.reshape(1, -1, joined.shape[-1]), out.reshape(-1, out.shape[-1]))
+
+
+def _conv_chunks(conv: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor) -> Chunks:
+    x, nd = _input(args, kwargs), len(conv.kernel_size)
+    if x.dim() == nd + 1:  # unbatched input
+        x, output = x[None], output[None]
+    pad = conv._reversed_padding_repeated_twice
+    if conv.padding_mode != 'zeros':
+        x = F.pad(x, pad, mode=conv.padding_mode)
+    elif any(pad):
+        x = F.pad(x, pad)
+    for i, (k, s, d) in enumerate(zip(conv.kernel_size, conv.stride, conv.dilation)):
+        x = x.unfold(2 + i, d * (k - 1) + 1, s)[..., ::d]  # window dims are appended last: (B, Cin, o.., k..)
+    x = x.unflatten(1, (conv.groups, -1))  # (B, G, Cin/G, o1..od, k1..kd)
+    outs, inner = x.shape[3:3 + nd], math.prod(x.shape[4:3 + nd])
+    order = (0, *range(2, 2 + nd), 1, *range(2 + nd, 2 + 2 * nd))  # (G, o1..od, Cin/G, k1..kd)
+    per_row = math.prod(x.shape[1:3]) * math.prod(x.shape[3 + nd:])
+    rows = max(1, CHUNK_ELEMENTS // (per_row * inner))
+    for b in range(x.shape[0]):
+        for h in range(0, outs[0], rows):
+            part = x[b, :, :, h:h + rows].permute(order)
+            yield (part.reshape(part.shape[0], -1, per_row // part.shape[0]),
+                   output[b, :, h:h + rows].reshape(output.shape[1], -1).T)
+
+
+def _sparse_chunks(conv: nn.Module, args: tuple, kwargs: dict, output: Any) -> Chunks:
+    x, out = args[0], output.features
+    table = neighbour_table(conv, x, out.shape[0])
+    if table is None:
+        raise NotAffine(f'{type(conv).__name__}: the neighbour probe gave no integer index table')
+    feats = torch.cat([x.features, x.features.new_zeros(1, x.features.shape[1])])
+    step = max(1, CHUNK_ELEMENTS // table.shape[1] // feats.shape[1])
+    for r in range(0, out.shape[0], step):
+        yield feats[table[r:r + step]].reshape(1, -1, table.shape[1] * feats.shape[1]), out[r:r + step]
+
+
+def neighbour_table(conv: nn.Module, x: Any, n_out: int) -> torch.Tensor | None:
+    """(n_out, kernel volume) index of the input site that feeds each output site through each kernel offset (the
+    number of input sites where there is none), read from ``conv`` itself (module docstring); None if the probe
+    does not give one integer per entry."""
+    n_in, device = x.features.shape[0], x.features.device
+    dtype = torch.float64 if device.type == 'cpu' else x.features.dtype
+    base = 2 ** 52 if dtype == torch.float64 else 256
+    kv = math.prod(conv.kernel_size)
+    weight = torch.zeros(kv, kv, conv.in_channels, dtype=dtype, device=device)
+    weight[torch.arange(kv), torch.arange(kv), 0] = 1
+    params = {'weight': weight.view(kv, *conv.kernel_size, conv.in_channels)}
+    if getattr(conv, 'bias', None) is not None:
+        params['bias'] = torch.zeros(kv, dtype=dtype, device=device)
+    index = torch.arange(n_in, device=device)
+    table = torch.zeros(n_out, kv, dtype=torch.long, device=device)
+    feats = torch.zeros(n_in, conv.in_channels, dtype=dtype, device=device)
+    scale = 1
+    while True:
+        feats[:, 0] = (index // scale % base + 1).to(dtype)
+        digit = functional_call(conv, params, (x.replace_feature(feats),)).features
+        if digit.shape != (n_out, kv) or not torch.equal(digit, digit.round()) or digit.min() < 0 or digit.max() > base:
+            return None
+        present = digit > 0
+        table += (digit.long() - 1).clamp_min(0) * scale
+        scale *= base
+        if scale >= n_in:
+            return torch.where(present, table, torch.full_like(table, n_in))
