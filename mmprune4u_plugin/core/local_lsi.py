@@ -71,7 +71,13 @@ class _LayerProbe:
             if s > 0:
                 params = {self.layer.runner_param: pruned_copy(self.weight, self.order, s)}
                 pruned = tensors_in(functional_call(module, params, args, kwargs))[0]
-                self.levels[k].add(pruned, dense, self.layer.channel_dim)
+                self.levels[k].add(pruned, dense, self._channel_dim(dense))
+
+    def _channel_dim(self, out: torch.Tensor) -> int:
+        """The layer's channel dim, or 0 for a conv run on an unbatched input (output (C, *spatial))."""
+        spatial = getattr(self.runner, 'kernel_size', None)
+        unbatched = isinstance(self.runner, nn.modules.conv._ConvNd) and out.dim() == len(spatial) + 1
+        return 0 if unbatched else self.layer.channel_dim
 
     def _pool_gram(self, args: tuple, kwargs: dict, output: Any) -> bool:
         try:
@@ -89,7 +95,8 @@ class _LayerProbe:
             warnings.warn(f'layer {self.layer.name!r}: {err}; its local regulariser is measured level by level')
             self.plan = None
             return False
-        flat = tensors_in(output)[0].detach().movedim(self.layer.channel_dim, -1)
+        dense = tensors_in(output)[0]
+        flat = dense.detach().movedim(self._channel_dim(dense), -1)
         flat = flat.reshape(-1, flat.shape[-1]).double()
         sums = torch.stack([flat.sum(0), (flat * flat).sum(0)])
         self.dense = sums if self.dense is None else self.dense + sums
