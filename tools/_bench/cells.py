@@ -1,0 +1,158 @@
+"""Running the cells: content keys, the on-disk cache, progress lines with an ETA.
+
+Each cell's result is stored in ``<work-dir>/cells/<cell id>/result.json`` with the key of what it depends on
+(computed by the executor: the resolved configs, the digests of the checkpoint and data files, the method settings,
+the plugin's version and the code that ran it). A cell whose stored key matches is reused, and the progress line says
+so; a cell whose key differs is stale: its folder is wiped and it runs again. A failed cell is recorded as failed
+(never reused) and the run goes on; cells that need its result fail in turn with a message naming it.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+from .plan import Cell
+
+RESULT = 'result.json'
+
+
+class MissingInput(RuntimeError):
+    """A cell needs the result of another cell that is missing or failed."""
+
+
+class Executor(Protocol):
+    def key(self, cell: Cell, results: dict[str, dict]) -> str:
+        """Digest of everything ``cell`` depends on (may raise :class:`MissingInput`)."""
+
+    def run(self, cell: Cell, out: Path, results: dict[str, dict]) -> dict:
+        """Run ``cell`` with its files in ``out``; return its result (plain JSON data)."""
+
+
+class CellStore:
+    """``<root>/cells/<id>/result.json`` per cell."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root) / 'cells'
+
+    def folder(self, cell: Cell) -> Path:
+        return self.root / cell.id
+
+    def load(self, cell: Cell) -> dict | None:
+        path = self.folder(cell) / RESULT
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:  # a run killed while writing: not a result
+            return None
+
+    def save(self, cell: Cell, record: dict) -> None:
+        path = self.folder(cell) / RESULT
+        tmp = path.with_suffix('.tmp')
+        tmp.write_text(json.dumps(record, indent=1, allow_nan=False))
+        tmp.replace(path)  # atomic: a result file is complete or absent
+
+    def fresh(self, cell: Cell, key: str) -> dict | None:
+        """The stored record when it finished with this key, else None."""
+        record = self.load(cell)
+        if record is not None and record.get('status') == 'done' and record.get('key') == key:
+            return record
+        return None
+
+
+class Progress:
+    """One line per cell: ``[bench 12/80] <label>: <what happened> | elapsed 25m, ETA 1h12m``.
+
+    The ETA sums, over the cells still to come, the mean duration of finished cells of the same kind in this run,
+    else the duration recorded in the cell's previous result, else ``defaults[kind]``; cells whose stored result
+    already exists are counted as free (they are usually reused).
+    """
+
+    def __init__(self, cells: Sequence[Cell], store: CellStore, defaults: dict[str, float],
+                 write: Callable[[str], None] | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.cells, self.store, self.defaults = list(cells), store, dict(defaults)
+        self.write = write or (lambda line: print(line, flush=True))
+        self.clock = clock
+        self.start = clock()
+        self.durations: dict[str, list[float]] = {}
+        self.previous = {c.id: (self.store.load(c) or {}) for c in self.cells}
+
+    def estimate(self, cell: Cell) -> float:
+        record = self.previous.get(cell.id, {})
+        if record.get('status') == 'done':
+            return 0.0
+        seen = self.durations.get(cell.kind)
+        if seen:
+            return sum(seen) / len(seen)
+        return float(record.get('seconds') or self.defaults.get(cell.kind, 60.0))
+
+    def report(self, index: int, cell: Cell, message: str, seconds: float | None = None) -> None:
+        if seconds is not None:
+            self.durations.setdefault(cell.kind, []).append(seconds)
+        remaining = sum(self.estimate(c) for c in self.cells[index + 1:])
+        self.write(f'[bench {index + 1}/{len(self.cells)}] {cell.label}: {message} | elapsed '
+                   f'{fmt_duration(self.clock() - self.start)}, ETA {fmt_duration(remaining)}')
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f'{seconds}s'
+    minutes = seconds // 60
+    return f'{minutes}m' if minutes < 60 else f'{minutes // 60}h{minutes % 60:02d}m'
+
+
+def run_cells(cells: Sequence[Cell], store: CellStore, executor: Executor, progress: Progress,
+              clock: Callable[[], float] = time.time) -> dict[str, dict]:
+    """Run (or reuse) every cell in order; returns ``{cell id: record}`` of all cells, failed ones included."""
+    results: dict[str, dict] = {}
+    for index, cell in enumerate(cells):
+        try:
+            key = executor.key(cell, results)
+        except MissingInput as err:
+            results[cell.id] = dict(status='failed', cell=cell.spec(), error=f'not run: {err}')
+            progress.report(index, cell, f'not run ({err})')
+            continue
+        record = store.fresh(cell, key)
+        if record is not None:
+            results[cell.id] = record
+            progress.report(index, cell, f'cached (key {key[:12]} matches), skipped')
+            continue
+        folder = store.folder(cell)
+        stale = folder.exists()
+        shutil.rmtree(folder, ignore_errors=True)  # a stale or failed cell's files must not be picked up
+        folder.mkdir(parents=True)
+        start = clock()
+        try:
+            result = executor.run(cell, folder, results)
+            seconds = clock() - start
+            record = dict(status='done', key=key, cell=cell.spec(), seconds=round(seconds, 1), result=result,
+                          finished=time.strftime('%Y-%m-%d %H:%M:%S'))
+            store.save(cell, record)
+            progress.report(index, cell, ('re-ran (stale) ' if stale else '') + f'done in {fmt_duration(seconds)}'
+                            + _headline(result), seconds)
+        except Exception as err:  # noqa: BLE001 (one failed cell must not lose the others)
+            seconds = clock() - start
+            (folder / 'error.txt').write_text(traceback.format_exc())
+            record = dict(status='failed', key=key, cell=cell.spec(), seconds=round(seconds, 1),
+                          error=f'{type(err).__name__}: {err}')
+            store.save(cell, record)
+            progress.report(index, cell, f'FAILED after {fmt_duration(seconds)}: {record["error"]} '
+                            f'(traceback: {folder / "error.txt"})', seconds)
+            print(traceback.format_exc(), file=sys.stderr, flush=True)
+        results[cell.id] = record
+    return results
+
+
+def _headline(result: dict) -> str:
+    """``: NDS 0.2100, mAP 0.1500`` when the result has metrics."""
+    metrics = result.get('metrics') if isinstance(result, dict) else None
+    if not metrics:
+        return ''
+    shown = [f'{name} {metrics[name]:.4f}' for name in ('NDS', 'mAP') if metrics.get(name) is not None]
+    return (': ' + ', '.join(shown)) if shown else ''

@@ -1,0 +1,156 @@
+"""docs/benchmarks.md from the benchmark json (``meta`` + ``figures``): tables, the command, the machine, the date."""
+from __future__ import annotations
+
+from .report import MODALITY_ORDER
+
+GOALS = dict(memo=5.0, fisher=50.0, mask=0.03, lsi=0.20, size=0.30)
+
+
+def _ms(entry: dict | None, n: int) -> str:
+    if not entry:
+        return '–'
+    return f'{entry["mean"]:.3f}' if n == 1 else f'{entry["mean"]:.3f} ± {entry["std"]:.3f}'
+
+
+def _modalities(rows: list[dict]) -> list[str]:
+    found = {m for r in rows for m in r.get('modalities', {})}
+    return [m for m in MODALITY_ORDER if m in found] + sorted(found - set(MODALITY_ORDER))
+
+
+def metric_table(rows: list[dict]) -> list[str]:
+    mods = _modalities(rows)
+    head = ['method', 'NDS', 'mAP', 'sparsity', *[f'{m} sparsity' for m in mods], 'seeds']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for r in rows:
+        n = r.get('n', 0)
+        seeds = 'seed-free' if r.get('seed_free') else str(n)
+        if r.get('missing'):
+            seeds += f' ({r["missing"]} missing)'
+        cells = [r['label'], _ms(r.get('NDS'), n), _ms(r.get('mAP'), n),
+                 f'{r["sparsity"]:.3f}' if 'sparsity' in r else '–',
+                 *[f'{r["modalities"][m]:.3f}' if m in r.get('modalities', {}) else '–' for m in mods], seeds]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return lines
+
+
+def verdict_lines(verdicts: dict[str, list[dict]], regime: str) -> list[str]:
+    lines = []
+    for sparsity, items in verdicts.items():
+        for v in items:
+            word = 'beats' if v['wins'] else '**does not beat**'
+            noise = 'by more than one std' if v['beyond_std'] else 'within one std (not a clear difference)'
+            lines.append(f'- {regime} {float(sparsity):.0%}: {v["method"]} {word} the best baseline '
+                         f'({v["best_baseline"]}) on NDS: {v["gap"]:+.4f}, {noise}.')
+    return lines
+
+
+def _goal(value: float | None, goal: float, higher: bool) -> str:
+    if value is None:
+        return '–'
+    ok = value >= goal if higher else value <= goal
+    return 'met' if ok else '**not met**'
+
+
+def costs_lines(costs: dict | None, sizes: list[dict]) -> list[str]:
+    lines = ['| cost | measured | goal | |', '|---|---|---|---|']
+    if costs:
+        c = costs['curves']
+        sp = c['speedup']
+        lines += [
+            f'| curves, memoised exact vs plain exact (time; {c["layers"]} layers × {c["levels"]} levels, '
+            f'{c["batches"]} batch(es); plain timed on {c["plain_layers_timed"]} layers and scaled) | '
+            f'{sp["memo_vs_plain"]:.1f}× cheaper ({c["seconds"]["exact_memo"]:.1f} s vs {c["seconds"]["exact_plain"]:.1f} s) '
+            f'| ≥ {GOALS["memo"]:.0f}× | {_goal(sp["memo_vs_plain"], GOALS["memo"], True)} |',
+            f'| the same in leaf-module forwards | {sp["memo_vs_plain_leaf_forwards"]:.1f}× fewer '
+            f'({c["leaf_forwards"]["exact_memo"]:,} vs {c["leaf_forwards"]["exact_plain"]:,}) | | |',
+            f'| curves, fisher vs plain exact ({c["fisher_backward_passes"]} backward passes) | '
+            f'{sp["fisher_vs_plain"]:.1f}× cheaper ({c["seconds"]["fisher"]:.1f} s) | ≥ {GOALS["fisher"]:.0f}× | '
+            f'{_goal(sp["fisher_vs_plain"], GOALS["fisher"], True)} |']
+        dp = costs['dp']
+        worst = max(r['seconds'] for r in dp['rows'])
+        lines.append(f'| DP allocation (L = {dp["layers"]}, K = {dp["levels"]}, T = {dp["bins"]}) | '
+                     f'≤ {worst:.3f} s per target | | |')
+        st = costs['step']
+        lines.append(f'| per-step overhead of mask re-application (+ gradient masks) vs plain training | '
+                     f'{st["mask_overhead"]:+.1%} ({st["seconds_per_step"]["plain"]:.3f} s/step plain) | '
+                     f'< {GOALS["mask"]:.0%} | {_goal(st["mask_overhead"], GOALS["mask"], False)} |')
+        if 'lsi_overhead' in st:
+            lines.append(f'| per-step overhead of the LSI loss (reference `{st["lsi_reference"]}`) vs plain '
+                         f'training | {st["lsi_overhead"]:+.1%} | < {GOALS["lsi"]:.0%} | '
+                         f'{_goal(st["lsi_overhead"], GOALS["lsi"], False)} |')
+    for row in sizes:
+        goal = f'≤ {GOALS["size"]:.0%}' if abs(row['sparsity'] - 0.8) < 1e-9 else ''
+        verdict = _goal(row['ratio_max'], GOALS['size'], False) if goal else ''
+        lines.append(f'| sparse checkpoint size at {row["sparsity"]:.0%} vs dense ({row["dense_mb"]:.2f} MB) | '
+                     f'{row["ratio_min"]:.3f}–{row["ratio_max"]:.3f} of dense (over {row["n"]} pruned models) | '
+                     f'{goal} | {verdict} |')
+    if costs:
+        agree = costs['curves']['fisher_vs_exact']
+        lines += ['', f'Fisher vs exact: Spearman correlation of the curves {agree["spearman_all"]:.3f}; RD '
+                  'allocations from the fisher curves, per target: ' + '; '.join(
+                      f'{a["sparsity"]:.0%}: mean |Δs| {a["mean_abs_diff"]:.3f}, exact-curve cost '
+                      f'{a["exact_cost_ratio"]:.2f}× the exact allocation\'s' for a in agree['allocations']) + '.']
+    return lines
+
+
+def render(meta: dict, fig: dict, plots: dict[str, str]) -> str:
+    plan = meta['plan']
+    out = [f'# Benchmark: {meta.get("title", "MMPrune4U against baselines")}', '',
+           '_Generated by `tools/benchmark.py` from `' + meta.get('json', 'benchmark.json')
+           + '`; do not edit by hand (rerun with `--report-only`)._', '',
+           f'- Command: `{meta["command"]}`',
+           f'- Date: {meta["date"]}; wall time of the run that finished it: {meta.get("hours", 0):.2f} h',
+           f'- Machine: {meta["machine"]}',
+           f'- Model config: `{meta["config"]}`; dense checkpoint: {meta["checkpoint"]}',
+           f'- Seeds {plan["seeds"]} (a seed sets the calibration samples and the finetuning data order); '
+           f'calibration: {plan["calib"]["samples"]} train samples; splits: tuning (β) on **val**, every table '
+           f'below on **test** (another generated set), except the β sweep.']
+    if fig['cut']:
+        out += ['- Cut from the full protocol: ' + '; '.join(fig['cut']) + '.']
+    if fig['failed']:
+        out += ['', '**Failed or missing cells** (their rows show fewer seeds):', '',
+                *[f'- `{f}`' for f in fig['failed']]]
+    d = fig['dense']
+    out += ['', '## Dense model', '']
+    if d['curve']:
+        out += ['| iteration | val NDS | val mAP |', '|---|---|---|',
+                *[f'| {p["iteration"]} | {p["NDS"]:.4f} | {p["mAP"]:.4f} |' for p in d['curve']], '']
+        if 'plateaued' in d:
+            out.append(f'Last gain in val NDS: {d["last_gain"]:+.4f}: ' + (
+                'plateaued.' if d['plateaued'] else '**not plateaued**: the dense model is still improving, so '
+                'finetuned rows partly measure extra training (compare with the equal-budget dense row).'))
+    for split in ('val', 'test'):
+        if d.get(split):
+            out.append(f'Dense on {split}: NDS {d[split]["metrics"]["NDS"]:.4f}, mAP {d[split]["metrics"]["mAP"]:.4f}.')
+    out += ['', '## One-shot (no finetuning), test split', '']
+    for s, rows in fig['oneshot'].items():
+        out += [f'### {float(s):.0%}', '', *metric_table(rows), '']
+    if fig['finetune']:
+        out += ['## Finetuned (same iterations, schedule and data order for every row), test split', '']
+        for s, rows in fig['finetune'].items():
+            out += [f'### {float(s):.0%}', '', *metric_table(rows), '']
+    out += ['## Reading the result', '', *verdict_lines(fig['verdicts']['oneshot'], 'one-shot'),
+            *verdict_lines(fig['verdicts']['finetune'], 'finetuned'), '']
+    b = fig['beta']
+    if b['rows']:
+        out += [f'## β sweep (val split, one-shot {float(b["sparsity"]):.0%})', '', *metric_table(b['rows']), '',
+                f'β used for the MMPrune4U rows: {b["chosen"]:g} (' + (
+                    'best mean val NDS' if b['chosen_on_val'] else 'fixed by the plan') + ').', '']
+    a = fig['additivity']
+    if a['per_seed']:
+        out += ['## Additivity: measured whole-model distortion vs Σ_l D_l(s_l)', '',
+                '| seed | points | Pearson | Spearman | Pearson (random only) | Spearman (random only) |',
+                '|---|---|---|---|---|---|']
+        for seed, c in a['per_seed'].items():
+            r = c.get('random', {})
+            out.append(f'| {seed} | {c["all"]["n"]} | {_num(c["all"]["pearson"])} | {_num(c["all"]["spearman"])} | '
+                       f'{_num(r.get("pearson"))} | {_num(r.get("spearman"))} |')
+        out.append('')
+    out += ['## Costs', '', *costs_lines(fig['costs'], fig['sizes']), '']
+    if plots:
+        out += ['## Plots', '', *[f'![{name}]({path})' for name, path in plots.items()], '']
+    return '\n'.join(out)
+
+
+def _num(x) -> str:
+    return '–' if x is None else f'{x:.3f}'

@@ -1,0 +1,139 @@
+"""The report's plots (matplotlib, Agg): NDS vs sparsity, per-modality sparsity, additivity scatter, β sweep, and
+the dense model's val curve. Each function takes the ``figures`` dict and writes one png; returns None when the
+figures lack its data."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .report import MODALITY_ORDER
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def nds_vs_sparsity(fig: dict, path: Path) -> Path | None:
+    plt = _plt()
+    regimes = [(k, fig[k]) for k in ('oneshot', 'finetune') if fig.get(k)]
+    if not regimes:
+        return None
+    f, axes = plt.subplots(1, len(regimes), figsize=(6 * len(regimes), 4), squeeze=False)
+    for ax, (name, tables) in zip(axes[0], regimes):
+        series: dict[str, list] = {}
+        for s, rows in tables.items():
+            for r in rows:
+                if 'NDS' in r:
+                    series.setdefault(r['label'], []).append((float(s), r['NDS']['mean'], r['NDS']['std']))
+        for label, pts in series.items():
+            pts.sort()
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker='o',
+                        capsize=3, label=label)
+        ax.set(title=f'{name} (test)', xlabel='global sparsity', ylabel='NDS (mean ± std over seeds)')
+        ax.legend(fontsize=7)
+    f.tight_layout()
+    f.savefig(path, dpi=110)
+    plt.close(f)
+    return path
+
+
+def modality_sparsity(fig: dict, path: Path) -> Path | None:
+    plt = _plt()
+    tables = fig.get('oneshot') or {}
+    if not tables:
+        return None
+    f, axes = plt.subplots(1, len(tables), figsize=(4.5 * len(tables), 4), squeeze=False, sharey=True)
+    for ax, (s, rows) in zip(axes[0], tables.items()):
+        rows = [r for r in rows if r.get('modalities')]
+        mods = [m for m in MODALITY_ORDER if any(m in r['modalities'] for r in rows)] or \
+            sorted({m for r in rows for m in r['modalities']})
+        width = 0.8 / max(len(mods), 1)
+        for j, m in enumerate(mods):
+            ax.bar([i + j * width for i in range(len(rows))], [r['modalities'].get(m, 0) for r in rows], width,
+                   label=m)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(rows))])
+        ax.set_xticklabels([r['label'] for r in rows], rotation=60, ha='right', fontsize=7)
+        ax.set(title=f'one-shot {float(s):.0%}', ylim=(0, 1))
+    axes[0][0].set_ylabel('sparsity of the modality\'s weights')
+    axes[0][0].legend(fontsize=7)
+    f.tight_layout()
+    f.savefig(path, dpi=110)
+    plt.close(f)
+    return path
+
+
+def additivity(fig: dict, path: Path) -> Path | None:
+    plt = _plt()
+    points = fig.get('additivity', {}).get('points', [])
+    points = [p for p in points if p['predicted'] > 0 and p['measured'] > 0]
+    if not points:
+        return None
+    f, ax = plt.subplots(figsize=(5.5, 5))
+    for kind, marker in (('random', 'o'), ('method', 's')):
+        pts = [p for p in points if p['kind'] == kind]
+        ax.scatter([p['predicted'] for p in pts], [p['measured'] for p in pts], marker=marker, s=18, alpha=0.7,
+                   label=f'{kind} allocations ({len(pts)})')
+    lo = min(min(p['predicted'], p['measured']) for p in points)
+    hi = max(max(p['predicted'], p['measured']) for p in points)
+    ax.plot([lo, hi], [lo, hi], 'k--', lw=0.8, label='y = x')
+    ax.set(xscale='log', yscale='log', xlabel='Σ_l D_l(s_l) from the curves', ylabel='measured distortion',
+           title='additivity')
+    ax.legend(fontsize=7)
+    f.tight_layout()
+    f.savefig(path, dpi=110)
+    plt.close(f)
+    return path
+
+
+def beta_sweep(fig: dict, path: Path) -> Path | None:
+    plt = _plt()
+    rows = [r for r in fig.get('beta', {}).get('rows', []) if 'NDS' in r]
+    if not rows:
+        return None
+    f, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    xs = [r['beta'] for r in rows]
+    a1.errorbar(xs, [r['NDS']['mean'] for r in rows], yerr=[r['NDS']['std'] for r in rows], marker='o', capsize=3)
+    a1.set(xscale='symlog', xlabel='β', ylabel='val NDS', title=f'β sweep, one-shot {fig["beta"]["sparsity"]:.0%}')
+    a1.set_xscale('symlog', linthresh=0.1)
+    for m in MODALITY_ORDER:
+        if all(m in r.get('modalities', {}) for r in rows):
+            a2.plot(xs, [r['modalities'][m] for r in rows], marker='o', label=m)
+    a2.set_xscale('symlog', linthresh=0.1)
+    a2.set(xlabel='β', ylabel='sparsity of the modality', ylim=(0, 1))
+    a2.legend(fontsize=7)
+    f.tight_layout()
+    f.savefig(path, dpi=110)
+    plt.close(f)
+    return path
+
+
+def dense_curve(fig: dict, path: Path) -> Path | None:
+    plt = _plt()
+    curve = [p for p in fig.get('dense', {}).get('curve', []) if p.get('NDS') is not None]
+    if len(curve) < 2:
+        return None
+    f, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot([p['iteration'] for p in curve], [p['NDS'] for p in curve], marker='o', label='NDS')
+    ax.plot([p['iteration'] for p in curve], [p['mAP'] for p in curve], marker='s', label='mAP')
+    ax.set(xlabel='training iteration', ylabel='val metric', title='dense model')
+    ax.legend(fontsize=7)
+    f.tight_layout()
+    f.savefig(path, dpi=110)
+    plt.close(f)
+    return path
+
+
+PLOTS = dict(nds_vs_sparsity=nds_vs_sparsity, modality_sparsity=modality_sparsity, additivity=additivity,
+             beta_sweep=beta_sweep, dense_curve=dense_curve)
+
+
+def write_all(fig: dict, folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, fn in PLOTS.items():
+        path = fn(fig, folder / f'{name}.png')
+        if path is not None:
+            out[name] = path
+    return out

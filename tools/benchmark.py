@@ -1,0 +1,167 @@
+"""Benchmark MMPrune4U against uniform / uniform+ / global magnitude / LAMP / ERK / RD (DESIGN.md §5): one-shot and
+finetuned, several seeds, tuned on val and reported on a separate test split; the additivity check, the β sweep and
+the costs. Writes a json of every figure and docs/benchmarks.md (tables, plots, command, machine, date).
+
+    .venv/bin/python tools/benchmark.py                       # the default CPU plan (`make bench`), resumable
+    .venv/bin/python tools/benchmark.py --quick               # a few minutes on a tiny generated set (smoke run)
+    .venv/bin/python tools/benchmark.py --report-only         # rebuild the docs from the json, no run
+    .venv/bin/python tools/benchmark.py --plan PLAN.py --config CONFIG --checkpoint DENSE.pth --device cuda
+
+Every cell (a method at one sparsity and seed, one-shot or finetuned, an evaluation, a seed's curves ...) is cached
+under ``<work-dir>/cells/`` with a key of what it depends on; a rerun reuses finished cells (and says so) and reruns
+stale ones. The plan (``configs/benchmark/*.py``) says what is measured; the model config and the dense checkpoint
+can be any mmdet3d config and weights (without ``--checkpoint`` the plan's dense model is trained first).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / 'tools'))
+
+from _bench.plan import Plan, expand, plan_summary  # noqa: E402
+
+DEFAULT_PLAN = 'configs/benchmark/bevfusion-lite_cpu.py'
+QUICK_PLAN = 'configs/benchmark/quick.py'
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--plan', help=f'benchmark plan (default: {DEFAULT_PLAN}; {QUICK_PLAN} with --quick)')
+    parser.add_argument('--quick', action='store_true', help='small-scale smoke run on a tiny generated set')
+    parser.add_argument('--config', help='model config (default: the plan\'s)')
+    parser.add_argument('--checkpoint', help='dense checkpoint (default: train the plan\'s dense model first)')
+    parser.add_argument('--device', choices=['cpu', 'cuda'], help='default: cuda where available, else cpu')
+    parser.add_argument('--work-dir', help='cells, curves and the json (default: work_dirs/<plan name>)')
+    parser.add_argument('--docs', help='markdown report to write (default: the plan\'s `docs`)')
+    parser.add_argument('--report-only', action='store_true', help='rebuild the report from the json, run nothing')
+    parser.add_argument('--keep-checkpoints', action='store_true', help='keep pruned / finetuned checkpoints')
+    return parser.parse_args(argv)
+
+
+def resolve(obj, mapping: dict):
+    """Replace ``{work_dir}`` / ``{repo}`` in every string of a plan."""
+    if isinstance(obj, str):
+        for k, v in mapping.items():
+            obj = obj.replace('{' + k + '}', str(v))
+        return obj
+    if isinstance(obj, dict):
+        return {resolve(k, mapping): resolve(v, mapping) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(resolve(v, mapping) for v in obj)
+    return obj
+
+
+def load_plan(args: argparse.Namespace) -> tuple[Plan, Path]:
+    path = args.plan or (QUICK_PLAN if args.quick else DEFAULT_PLAN)
+    plan = Plan.from_file(REPO / path if not Path(path).is_absolute() else path)
+    work = Path(args.work_dir or REPO / 'work_dirs' / plan.name).resolve()
+    plan = Plan(**resolve(plan_summary(plan), {'work_dir': work, 'repo': REPO}))
+    plan.validate()
+    return plan, work
+
+
+def machine() -> str:
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(':', 1)[1].strip() for line in open('/proc/cpuinfo') if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'
+    load = ', '.join(f'{x:.1f}' for x in os.getloadavg()) if hasattr(os, 'getloadavg') else '?'
+    return (f'{cpu}, {os.cpu_count()} cores ({device}); Python {platform.python_version()}, torch {torch.__version__}; '
+            f'load average at start {load}')
+
+
+def ensure_data(plan: Plan, work: Path) -> None:
+    """The synthetic train/val set and the test split (another generator seed), each generated once per content
+    key (tools/_stages.py)."""
+    from _stages import KEY_NAME, ensure_synthetic_data, reusable, run, stage_key
+    syn = plan.synthetic
+    if not syn:
+        return
+    logs = work / 'logs'
+    logs.mkdir(parents=True, exist_ok=True)
+    ensure_synthetic_data(logs / 'data.log', Path(syn['root']), int(syn['num_train']), int(syn['num_val']))
+    root = Path(syn['test_root'])
+    args = ['tools/create_synthetic_nuscenes.py', '--out-dir', str(root), '--num-train', '0', '--num-val',
+            str(syn['num_test']), '--seed', str(syn['test_seed']), '--workers', '2']
+    key = stage_key(args)
+    if not reusable('synthetic test split', root / KEY_NAME, key, root / 'nuscenes_infos_val.pkl'):
+        shutil.rmtree(root, ignore_errors=True)
+        run('synthetic test split', args, logs / 'data_test.log')
+        (root / KEY_NAME).write_text(key + '\n')
+
+
+def default_seconds(plan: Plan) -> dict[str, float]:
+    """Rough per-cell times on 2 CPU cores before any cell of a kind has run (the ETA then uses measured ones)."""
+    ft_iters = float(plan.finetune.get('options', {}).get('train_cfg.max_iters', 100))
+    return dict(dense_train=1.0 * float(plan.dense.get('iters', 0)), dense_eval=45, curves=300, beta=60,
+                oneshot=60, additivity=150, costs=900, finetune=1.2 * ft_iters + 70)
+
+
+def write_outputs(meta: dict, cells: dict, plan: Plan, docs: Path) -> Path:
+    """The json (meta, every cell's record, the figures) beside the docs, the plots and the markdown."""
+    from _bench import markdown, plots, report
+    fig = report.figures(cells, plan)
+    json_path = docs.with_suffix('.json')
+    meta = dict(meta, json=str(json_path.relative_to(REPO) if json_path.is_relative_to(REPO) else json_path))
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(dict(meta=meta, figures=fig, cells=cells), indent=1, allow_nan=False))
+    written = plots.write_all(fig, docs.parent / docs.stem)
+    rel = {name: os.path.relpath(path, docs.parent) for name, path in written.items()}
+    docs.write_text(markdown.render(meta, fig, rel) + '\n')
+    return json_path
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.device == 'cpu':
+        os.environ['CUDA_VISIBLE_DEVICES'] = ''  # before torch is imported
+    plan, work = load_plan(args)
+    docs = Path(args.docs or plan.docs)
+    docs = docs if docs.is_absolute() else REPO / docs
+    if args.report_only:
+        data = json.loads(docs.with_suffix('.json').read_text())
+        write_outputs(data['meta'], data['cells'], Plan(**data['meta']['plan']), docs)
+        print(f'[benchmark] report rebuilt from {docs.with_suffix(".json")}: {docs}')
+        return
+    import torch
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('--device cuda: no CUDA device is available')
+    os.chdir(REPO)  # configs name data roots relative to the repository
+    work.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    meta = dict(title=plan.name, command='python tools/benchmark.py ' + ' '.join(sys.argv[1:] if argv is None else argv),
+                date=time.strftime('%Y-%m-%d %H:%M %Z'), machine=machine(), config=args.config or plan.config,
+                checkpoint=args.checkpoint or 'trained by the benchmark (cell dense_train)', plan=plan_summary(plan),
+                work_dir=str(work))
+    ensure_data(plan, work)
+    from _bench.cells import CellStore, Progress, run_cells
+    from _bench.execute import RealExecutor
+    executor = RealExecutor(plan, args.config or plan.config, work, checkpoint=args.checkpoint,
+                            keep_checkpoints=args.keep_checkpoints)
+    cells = expand(plan, train_dense=args.checkpoint is None)
+    store = CellStore(work)
+    print(f'[benchmark] {len(cells)} cells; work dir {work}', flush=True)
+    results = run_cells(cells, store, executor, Progress(cells, store, default_seconds(plan)))
+    meta.update(hours=(time.time() - start) / 3600,
+                cell_hours=sum(r.get('seconds', 0) for r in results.values()) / 3600)
+    json_path = write_outputs(meta, results, plan, docs)
+    failed = [k for k, r in results.items() if r.get('status') != 'done']
+    print(f'[benchmark] wrote {json_path} and {docs}' + (f'; {len(failed)} cell(s) failed: {failed}' if failed
+                                                         else ''), flush=True)
+    if failed:
+        raise SystemExit(1)
+
+
+if __name__ == '__main__':
+    main()
