@@ -40,7 +40,6 @@ def load_config(args: argparse.Namespace):
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
-    append_prune_hook(cfg)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
@@ -56,22 +55,14 @@ def load_config(args: argparse.Namespace):
     return cfg
 
 
-def append_prune_hook(cfg) -> None:
-    """``mmprune4u_hook = dict(sparsity=...)`` in a config is appended to the ``custom_hooks`` it inherits.
-
-    Assigning ``custom_hooks`` in a child config replaces the base's list (mmengine merges dicts, not lists), which
-    would silently drop hooks such as BEVFusion's ``DisableObjectSampleHook``; this key keeps them.
-    """
-    spec = cfg.pop('mmprune4u_hook', None)
-    if spec is None:
-        return
-    hooks = list(cfg.get('custom_hooks') or [])
-    if any(str(h.get('type', '')).split('.')[-1] == 'MMPrune4UHook' for h in hooks):
-        raise ValueError('the config sets both `mmprune4u_hook` and an MMPrune4UHook in `custom_hooks`')
-    cfg.custom_hooks = hooks + [dict(type='MMPrune4UHook', **spec)]
+def prune_hook_cfgs(cfg) -> list:
+    """The MMPrune4UHook entries of ``cfg`` (in ``default_hooks`` and ``custom_hooks``), as mutable config dicts."""
+    hooks = list((cfg.get('default_hooks') or {}).values()) + list(cfg.get('custom_hooks') or [])
+    return [h for h in hooks if isinstance(h, dict) and str(h.get('type', '')).split('.')[-1] == 'MMPrune4UHook']
 
 
 def build_runner(cfg):
+    """As mmdet3d's tools/train.py and tools/test.py do; the plugin's runner guard checks the hooks on the way."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)

@@ -18,6 +18,7 @@ from _stages import REPO, evaluate, metric, train
 PRUNE_CFG = 'configs/demo/mmprune4u-70_bevfusion-lite_tiny_demo_synthetic-nus.py'
 DENSE_CFG = 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py'
 REFERENCES = ('teacher', 'dense_stats', 'none')
+HOOK = 'default_hooks.mmprune4u'  # the pruning config's hook entry, for --cfg-options
 
 
 def seconds_per_iter(work_dir: Path) -> float:
@@ -41,10 +42,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows = {}
     for ref in REFERENCES:
-        hook = ['mmprune4u_hook.lsi_loss=None'] if ref == 'none' else [f'mmprune4u_hook.lsi_reference={ref}']
+        hook = [f'{HOOK}.lsi_loss=None'] if ref == 'none' else [f'{HOOK}.lsi_reference={ref}']
         ckpt = train(f'prune 70% + finetune, LSI reference: {ref}', PRUNE_CFG, out / ref, out / f'{ref}.log',
                      '--cfg-options', f'load_from={args.dense}', f'train_cfg.max_iters={args.iters}',
-                     f'mmprune4u_hook.curve_cache={out / "curves.npz"}', *hook)
+                     f'{HOOK}.curve_cache={out / "curves.npz"}', *hook)
         result = evaluate(ref, DENSE_CFG, ckpt, out)
         rows[ref] = dict(seconds_per_iter=seconds_per_iter(out / ref), NDS=metric(result, 'NDS'),
                          mAP=metric(result, 'mAP'), sparsity=result['sparsity'])

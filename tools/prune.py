@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from _launch import build_runner, common_parser, load_config
+from _launch import build_runner, common_parser, load_config, prune_hook_cfgs
 
 
 def main() -> None:
@@ -22,12 +22,12 @@ def main() -> None:
     parser.add_argument('--out', default='pruned.pth', help='file name of the pruned checkpoint in work_dir')
     args = parser.parse_args()
     cfg = load_config(args)
-    hooks = [h for h in cfg.get('custom_hooks', []) if h['type'].split('.')[-1] == 'MMPrune4UHook']
+    hooks = prune_hook_cfgs(cfg)
     if not hooks:
         if args.sparsity is None:
             raise SystemExit('the config has no MMPrune4UHook: give --sparsity')
-        hooks = [dict(type='MMPrune4UHook', sparsity=args.sparsity)]
-        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + hooks
+        cfg.default_hooks = dict(cfg.get('default_hooks') or {}, mmprune4u=dict(type='MMPrune4UHook'))
+        hooks = prune_hook_cfgs(cfg)
     for key, value in (('sparsity', args.sparsity), ('allocator', args.allocator)):
         if value is not None:
             hooks[0][key] = value

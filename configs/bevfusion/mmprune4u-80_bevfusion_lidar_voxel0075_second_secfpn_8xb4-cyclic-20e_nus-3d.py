@@ -3,4 +3,4 @@
 Fill these args: ``load_from`` (trained weights); ``train_cfg.max_epochs`` (finetuning length).
 """
 _base_ = ['./_base_/mmprune4u_bevfusion_lidar.py']
-mmprune4u_hook = dict(sparsity=0.80)
+default_hooks = dict(mmprune4u=dict(sparsity=0.80))

@@ -30,5 +30,6 @@ test_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False, da
 val_dataloader, val_evaluator, val_cfg = None, None, None  # one frame: no validation during the short schedule
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=4, val_interval=1000)
 param_scheduler = []
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(by_epoch=False, interval=2))
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(by_epoch=False, interval=2),
+                     sparsity=dict(type='SparsityReportHook'))  # test/val runs log the weights' sparsity
 load_from = None

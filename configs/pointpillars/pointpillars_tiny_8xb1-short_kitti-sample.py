@@ -24,5 +24,6 @@ test_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False, da
 test_evaluator = dict(ann_file=data_root + '000008.pkl')  # KittiMetric needs metainfo.categories in this pkl
 val_dataloader, val_evaluator, val_cfg = None, None, None  # one frame: no validation during the short schedule
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=4, val_interval=1000)
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(by_epoch=False, interval=2))
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(by_epoch=False, interval=2),
+                     sparsity=dict(type='SparsityReportHook'))  # test/val runs log the weights' sparsity
 load_from = None

@@ -28,5 +28,6 @@ val_dataloader, val_evaluator, val_cfg = None, None, None  # one frame: no valid
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=4, val_interval=1000)
 param_scheduler = []
 optim_wrapper = dict(_delete_=True, type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.01))
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(by_epoch=False, interval=2))
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(by_epoch=False, interval=2),
+                     sparsity=dict(type='SparsityReportHook'))  # test/val runs log the weights' sparsity
 load_from = None

@@ -5,9 +5,11 @@ the child config; ``load_from`` (trained BEVFusion weights). The base's DisableO
 """
 _base_ = ['{{$MMDET3D_ROOT:../mmdetection3d}}/projects/BEVFusion/configs/'
           'bevfusion_lidar_voxel0075_second_secfpn_8xb4-cyclic-20e_nus-3d.py']
-mmprune4u_hook = dict(
-    sparsity=0.7, allocator='mmprune4u', estimator='fisher', num_probes=16, calib_batches=8, beta=1.0,
+custom_imports = dict(imports=['projects.BEVFusion.bevfusion', 'mmprune4u_plugin'], allow_failed_imports=False)
+default_hooks = dict(mmprune4u=dict(
+    type='MMPrune4UHook', sparsity=0.7, allocator='mmprune4u', estimator='fisher', num_probes=16, calib_batches=8,
+    beta=1.0,
     modalities=dict(lidar=['^pts_middle_encoder'], fusion=['^pts_backbone', '^pts_neck', '^bbox_head']),
     taps=dict(lidar='pts_middle_encoder'),
     lsi_loss=dict(type='LogSobolevLoss', loss_weight=1.0, form='kl_bound'), lsi_reference='teacher',
-    curve_cache='work_dirs/mmprune4u_bevfusion_lidar_curves.npz')
+    curve_cache='work_dirs/mmprune4u_bevfusion_lidar_curves.npz'))

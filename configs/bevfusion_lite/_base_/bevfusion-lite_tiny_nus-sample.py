@@ -41,4 +41,5 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=4, val_interval=1000)
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=2e-4, weight_decay=0.01),
                      clip_grad=dict(max_norm=35, norm_type=2))
 param_scheduler = []
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(by_epoch=False, interval=2))
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(by_epoch=False, interval=2),
+                     sparsity=dict(type='SparsityReportHook'))  # test/val runs log the weights' sparsity
