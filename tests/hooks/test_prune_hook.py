@@ -1,5 +1,6 @@
 """MMPrune4UHook on mmengine's RunnerTestCase with a small toy model (fast, no mmdet3d data)."""
 import copy
+import dataclasses
 import os
 from unittest import mock
 
@@ -322,3 +323,26 @@ class TestMMPrune4UHook(RunnerTestCase):
         lower = self.build_runner(cfg)
         with self.assertRaisesRegex(ValueError, r'`sparsity` 0.5 is below the sparsity 0.7000 of the loaded'):
             lower.train()
+
+    def test_curve_cache_key_covers_biases_buffers_batches_grouping(self):
+        cfg = copy.deepcopy(self.cfg)
+        cfg.model = dict(type='PruneToyBNModel')
+        cfg.custom_hooks = [self.hook_cfg]
+        runner = self.build_runner(cfg)
+        hook = next(h for h in runner.hooks if isinstance(h, MMPrune4UHook))
+        hook.before_run(runner)
+        batches = [dict(inputs=torch.ones(3, 2), data_samples=None)]
+        key = hook._curve_source(runner.model, batches)
+        assert hook._curve_source(runner.model, copy.deepcopy(batches)) == key
+        other = [dict(inputs=torch.ones(3, 2) * 2, data_samples=None)]
+        assert hook._curve_source(runner.model, other) != key  # other calibration samples
+        with torch.no_grad():
+            runner.model.linear1.bias[0] += 1  # a bias (not a pruned weight)
+        assert hook._curve_source(runner.model, batches) != key
+        runner.model.linear1.bias.data[0] -= 1
+        assert hook._curve_source(runner.model, batches) == key
+        runner.model.norm.running_var[0] += 1  # a BN buffer
+        assert hook._curve_source(runner.model, batches) != key
+        runner.model.norm.running_var[0] -= 1
+        hook.pruner.layers[0] = dataclasses.replace(hook.pruner.layers[0], modality='camera')  # another grouping
+        assert hook._curve_source(runner.model, batches) != key

@@ -51,7 +51,6 @@ def test_prune_and_finetune_with_lsi_loss(case, tmp_path):
     cfg = Config.fromfile(str(REPO / 'configs' / config))
     cfg.work_dir = str(tmp_path)
     cfg.optim_wrapper = SGD
-    cfg.randomness = dict(seed=0)  # unseeded, the outcome depended on the RNG state earlier tests left (loss_lsi diverged)
     hook_kw = dict(dict(lsi_loss=dict(type='LogSobolevLoss', loss_weight=0.1)), **hook_kw)
     cfg.custom_hooks = [dict(type='MMPrune4UHook', sparsity=0.7, calib_batches=1, **hook_kw)]
     runner = Runner.from_cfg(cfg)
@@ -80,8 +79,10 @@ def test_lsi_loss_is_zero_when_not_pruned():
     finetuner = LSIFinetuner(model, taps, LogSobolevLoss(loss_weight=1.0), reference='teacher',
                              teacher=LSIFinetuner.make_teacher(model))
     data = model.data_preprocessor(pseudo_collate([dataset[0]]), True)
+    model.eval()  # the teacher is a reference, taken in eval mode: an unpruned student in eval mode matches it
     losses = model(**data, mode='loss')
     assert losses['loss_lsi'].item() == 0.0
+    model.train()
     with torch.no_grad():  # a perturbed student gives a positive, differentiable term
         model.img_neck.lateral_convs[0].conv.weight.mul_(0.5)
     losses = model(**data, mode='loss')
@@ -147,3 +148,32 @@ def test_segmentor_task_taps_are_the_classifier():
     from mmprune4u_plugin.hooks.calibration import default_task_taps
     _, model, _ = build_from_config('semantickitti/minkunet_tiny_spconv_8xb1-short_semantickitti-sample.py')
     assert default_task_taps(model) == [Tap('decode_head.conv_seg', 'input'), Tap('decode_head.conv_seg', 'output')]
+
+
+@pytest.mark.parametrize('estimator', ['exact', 'fisher'])
+def test_zoo_frozen_stages_and_norm_eval(estimator, tmp_path):
+    """MVX-Net's own frozen image stem / first stage (frozen_stages=1) and a norm_eval ResNet are pruned, measured
+    (fisher turns their gradients on only while measuring) and stay frozen, with their BNs in eval mode."""
+    require_sample('kitti-sample')
+    cfg = Config.fromfile(str(REPO / 'configs' / 'mvxnet' / 'mvxnet_tiny_8xb1-short_kitti-sample.py'))
+    cfg.model.img_backbone.update(frozen_stages=1, norm_eval=True)
+    cfg.work_dir = str(tmp_path)
+    cfg.optim_wrapper = SGD
+    cfg.train_cfg.max_iters = 2
+    cfg.custom_hooks = [dict(type='MMPrune4UHook', sparsity=0.7, calib_batches=1, estimator=estimator, num_probes=2,
+                             grid=[0.0, 0.5, 0.8, 0.95],
+                             layer_bounds={r'img_backbone\.(conv1|layer1)\.': (0.5, 0.95)})]  # must prune them
+    runner = Runner.from_cfg(cfg)
+    frozen = {n for n, p in runner.model.named_parameters() if not p.requires_grad}
+    assert 'img_backbone.conv1.weight' in frozen and 'img_backbone.layer1.0.conv1.weight' in frozen
+    runner.train()
+    hook = next(h for h in runner.hooks if isinstance(h, MMPrune4UHook))
+    names = {lay.name for lay in hook.pruner.layers}
+    assert {'img_backbone.conv1.weight', 'img_backbone.layer1.0.conv1.weight'} <= names
+    params = dict(runner.model.named_parameters())
+    assert {n for n, p in params.items() if not p.requires_grad} == frozen  # still frozen after measuring
+    assert all(params[n].grad is None for n in frozen)
+    assert all(not m.training for m in runner.model.img_backbone.modules()
+               if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))  # norm_eval kept
+    assert abs(_global_sparsity(runner.model, hook.pruner.layers) - 0.7) <= 1e-4
+    assert sum(int((params[n] == 0).sum()) for n in frozen if n in names) > 0  # frozen weights were pruned
