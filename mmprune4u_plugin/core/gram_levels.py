@@ -7,14 +7,96 @@ entries), outputs y[n, c] - u_c . P_n. Over the calibration rows n, with M = sum
     sum_n  (y - u.P)^2 = sum_n y^2 - 2 u . (M w + b m) + u^T M u
 
 (the middle term is sum_n y (u.P) with y = w.P + b). Magnitude masks are nested: level k removes the weights whose
-rank in the layer's global magnitude order (magnitude_order) is below count_k. So every level follows from M, m, the
-weights and the ranks, whatever the number of calibration rows, and the levels cost no network pass.
+rank in the layer's global magnitude order (magnitude_order) is below count_k, so each weight has a *band*, the first
+level that removes it, and every level follows from M, m, the weights and the bands, with no network pass.
+
+Cost. u^T M u for all C channels at all K levels directly is K C J^2. Here levels go in blocks of about sqrt(K):
+with U0 removed before the block, T0 = U0 M (one C x J x J product per block) and D_k = u_k - U0 (the weights of the
+block's bands up to k),
+
+    u_k^T M u_k = U0^T M U0 + 2 D_k . T0 + D_k^T M D_k,
+
+where the last term only involves each channel's few in-block weights: a gather of M on them and a small batched
+product. About sqrt(K) C J^2 in all. While the calibration rows are fewer than J, :class:`PatchMoments` keeps the
+rows themselves (smaller than M) and each level is one product with them, N C J.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
+
+GATHER_ELEMENTS = 1 << 23  # in-block Gram entries gathered at once
+GRAM_BLOCK = 512  # the Gram matrix is built from its upper block rows (about half the products)
+
+
+class PatchMoments:
+    """Per group: m = sum of the patch rows, and the rows themselves while there are at most J of them, else
+    M = sum of P_n P_n^T (float64)."""
+
+    def __init__(self) -> None:
+        self.rows: list[torch.Tensor] = []
+        self.count = 0
+        self.upper: torch.Tensor | None = None  # upper block rows of M (the blocks below the diagonal stay 0)
+        self.total: torch.Tensor | None = None
+
+    def add(self, patches: torch.Tensor) -> None:
+        """Add a chunk of patches, (groups, rows, J)."""
+        p = patches.detach()
+        p = p.float() if p.dtype in (torch.float16, torch.bfloat16) else p
+        total = p.sum(1, dtype=torch.float64)
+        self.total = total if self.total is None else self.total + total
+        self.count += p.shape[1]
+        if self.upper is None and self.count <= p.shape[2]:
+            self.rows.append(p.clone())
+            return
+        for rows in self.rows + [p]:
+            self.upper = _upper_gram(rows) if self.upper is None else self.upper + _upper_gram(rows)
+        self.rows = []
+
+    def gram(self, group: int) -> torch.Tensor:
+        upper = self.upper[group]
+        return torch.triu(upper) + torch.triu(upper, 1).T
+
+
+def _upper_gram(p: torch.Tensor) -> torch.Tensor:
+    dim = p.shape[2]
+    if dim <= 2 * GRAM_BLOCK:
+        return torch.bmm(p.transpose(1, 2), p).double()
+    out = torch.zeros(p.shape[0], dim, dim, dtype=torch.float64)
+    for s in range(0, dim, GRAM_BLOCK):
+        out[:, s:s + GRAM_BLOCK, s:] = torch.bmm(p[:, :, s:s + GRAM_BLOCK].transpose(1, 2), p[:, :, s:])
+    return out
+
+
+def layer_level_sums(stats: PatchMoments, *, weight: torch.Tensor, bias: torch.Tensor, rank: torch.Tensor,
+                     counts: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(lin, cross, quad), each (levels, C), of a layer with patch-order ``weight`` / ``rank`` (groups, C/G, J)."""
+    per_group = weight.shape[1]
+    terms = []
+    for g in range(weight.shape[0]):
+        b = bias[g * per_group:(g + 1) * per_group]
+        if stats.upper is None:
+            terms.append(_rows_level_sums(torch.cat([r[g] for r in stats.rows]).double(), weight[g], b, rank[g],
+                                          counts))
+        else:
+            terms.append(level_sums(gram=stats.gram(g), patch_sum=stats.total[g], weight=weight[g], bias=b,
+                                    rank=rank[g], counts=counts))
+    return tuple(torch.cat([t[i] for t in terms], 1) for i in range(3))
+
+
+def _rows_level_sums(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, rank: torch.Tensor,
+                     counts: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The terms of :func:`level_sums` from the rows P (N, J) themselves: d = P u per level."""
+    w = weight.to(torch.float64)
+    y = rows @ w.T + bias.to(torch.float64)
+    out = [torch.zeros(len(counts), w.shape[0], dtype=torch.float64) for _ in range(3)]
+    for k, count in enumerate(counts):
+        if count > 0:
+            d = rows @ (w * (rank < count)).T
+            out[0][k], out[1][k], out[2][k] = d.sum(0), (y * d).sum(0), (d * d).sum(0)
+    return out[0], out[1], out[2]
 
 
 def level_sums(*, gram: torch.Tensor, patch_sum: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
@@ -22,26 +104,58 @@ def level_sums(*, gram: torch.Tensor, patch_sum: torch.Tensor, weight: torch.Ten
     """The three level-dependent terms above, for one group of output channels.
 
     Args:
-        gram: M, (J, J), float64.
+        gram: M, (J, J) float64, symmetric.
         patch_sum: m, (J,).
         weight: w, (C, J).
         bias: b, (C,).
         rank: (C, J) rank of each weight in the global magnitude order of its layer.
-        counts: Number of weights the layer loses at each level.
+        counts: Number of weights the layer loses at each level (non-decreasing).
 
     Returns:
         (lin, cross, quad), each (levels, C) float64: m . u, u . (M w + b m) and u^T M u, where u is w masked to
         rank < count.
     """
-    w = weight.to(torch.float64)
-    m = patch_sum.to(torch.float64)
+    w, m = weight.to(torch.float64), patch_sum.to(torch.float64)
     pull = w @ gram + bias.to(torch.float64)[:, None] * m  # rows: M w_c + b_c m (M is symmetric)
-    lin, cross, quad = (torch.zeros(len(counts), w.shape[0], dtype=torch.float64) for _ in range(3))
-    for k, count in enumerate(counts):
-        if count <= 0:
-            continue
-        u = w * (rank < count)
-        lin[k] = u @ m
-        cross[k] = (u * pull).sum(1)
-        quad[k] = ((u @ gram) * u).sum(1)
-    return lin, cross, quad
+    levels = len(counts)
+    band = torch.searchsorted(torch.as_tensor(counts, dtype=rank.dtype), rank, right=True)  # levels == never
+    out = [torch.zeros(levels, w.shape[0], dtype=torch.float64) for _ in range(3)]
+    step = max(1, round(math.sqrt(levels)))
+    for k0 in range(0, levels, step):
+        k1 = min(levels, k0 + step)
+        before = w * (band < k0)
+        t0 = before @ gram
+        base = ((before @ m), (before * pull).sum(1), (t0 * before).sum(1))
+        bins = torch.where((band >= k0) & (band < k1), band - k0, k1 - k0)  # k1 - k0: not in this block
+        lin = [_binned_cumsum(w * v, bins, k1 - k0) for v in (m.expand_as(w), pull, 2 * t0)]
+        inner = _in_block_quad(gram, w, bins, k1 - k0)
+        for i, (b0, extra) in enumerate(zip(base, (lin[0], lin[1], lin[2] + inner))):
+            out[i][k0:k1] = (b0[:, None] + extra).T
+    return out[0], out[1], out[2]
+
+
+def _binned_cumsum(values: torch.Tensor, bins: torch.Tensor, width: int) -> torch.Tensor:
+    """(C, width): per channel, the sum of ``values`` whose bin is <= q, for q < width (bin == width: dropped)."""
+    acc = values.new_zeros(values.shape[0], width + 1).scatter_add_(1, bins, values)
+    return acc[:, :width].cumsum(1)
+
+
+def _in_block_quad(gram: torch.Tensor, w: torch.Tensor, bins: torch.Tensor, width: int) -> torch.Tensor:
+    """(C, width): D_q^T M D_q with D_q = w masked to bins <= q (each channel's in-block weights only)."""
+    inside = bins < width
+    sizes = inside.sum(1)
+    size = int(sizes.max()) if sizes.numel() else 0
+    result = w.new_zeros(w.shape[0], width)
+    if size == 0:
+        return result
+    idx = torch.argsort((~inside).to(torch.int8), dim=1, stable=True)[:, :size]  # in-block entries first
+    valid = torch.arange(size) < sizes[:, None]
+    upto = (torch.gather(bins, 1, idx)[:, :, None] <= torch.arange(width)) & valid[:, :, None]
+    weighted = upto * (torch.gather(w, 1, idx) * valid)[:, :, None]  # (C, size, width): D_q on the in-block entries
+    flat_gram, dim = gram.reshape(-1), gram.shape[0]
+    chunk = max(1, GATHER_ELEMENTS // (size * size))
+    for c in range(0, w.shape[0], chunk):
+        i = idx[c:c + chunk]
+        sub = flat_gram.index_select(0, (i[:, :, None] * dim + i[:, None, :]).reshape(-1)).view(-1, size, size)
+        result[c:c + chunk] = (torch.bmm(sub, weighted[c:c + chunk]) * weighted[c:c + chunk]).sum(1)
+    return result

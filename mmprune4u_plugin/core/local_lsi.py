@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .gram_levels import level_sums
+from .gram_levels import PatchMoments, layer_level_sums
 from .layers import PrunableLayer, get_weight, is_sparse_conv, module_by_name
 from .lsi import MomentAccumulator
 from .patches import NotAffine, PatchMap, patch_map
@@ -59,7 +59,7 @@ class _LayerProbe:
         self.checked = False
         self.calls = 0
         self.levels = [MomentAccumulator() for _ in grid]
-        self.n, self.dense, self.gram, self.patch_sum = 0, None, None, None
+        self.n, self.dense, self.patches = 0, None, PatchMoments()
 
     def __call__(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         self.calls += 1
@@ -84,13 +84,9 @@ class _LayerProbe:
             for patches, out in self.plan.chunks(args, kwargs, output):
                 if not self.checked:
                     self._check(patches, out)
-                p = patches.to(torch.float32 if patches.dtype in (torch.float16, torch.bfloat16) else patches.dtype)
-                gram = torch.bmm(p.transpose(1, 2), p).double()
-                psum = p.double().sum(1)
-                self.gram = gram if self.gram is None else self.gram + gram
-                self.patch_sum = psum if self.patch_sum is None else self.patch_sum + psum
+                self.patches.add(patches)
         except NotAffine as err:
-            if self.gram is not None:
+            if self.patches.count:
                 raise RuntimeError(f'layer {self.layer.name!r}: {err} after earlier calls were affine') from err
             warnings.warn(f'layer {self.layer.name!r}: {err}; its local regulariser is measured level by level')
             self.plan = None
@@ -104,7 +100,7 @@ class _LayerProbe:
         return True
 
     def _check(self, patches: torch.Tensor, out: torch.Tensor) -> None:
-        weight, bias = self.plan.weight, self.plan.bias
+        weight, bias = self.plan.weight(self.weight), self.plan.bias
         rec = torch.einsum('gnj,gcj->ngc', patches.double(), weight.double()).reshape(out.shape)
         rec = rec if bias is None else rec + bias.double()
         scale = float(out.detach().abs().max()) if out.numel() else 0.0
@@ -117,18 +113,15 @@ class _LayerProbe:
         if self.calls == 0:
             warnings.warn(f'layer {self.layer.name!r}: its module {self.layer.runner!r} never ran on the calibration '
                           'data; its local regulariser is 0')
-        if self.plan is None or self.gram is None:
+        if self.plan is None or self.dense is None:
             return self.levels
         rank = torch.empty_like(self.order)
         rank[self.order] = torch.arange(self.order.numel())
-        groups, per_group = self.plan.weight.shape[:2]
-        rank = rank.view(groups, per_group, -1)
-        bias = self.plan.bias if self.plan.bias is not None else self.plan.weight.new_zeros(groups * per_group)
+        weight = self.plan.weight(self.weight)
+        bias = self.plan.bias if self.plan.bias is not None else weight.new_zeros(weight.shape[0] * weight.shape[1])
         counts = [int(round(s * self.weight.numel())) for s in self.grid]
-        terms = [level_sums(gram=self.gram[g], patch_sum=self.patch_sum[g], weight=self.plan.weight[g],
-                            bias=bias[g * per_group:(g + 1) * per_group], rank=rank[g], counts=counts)
-                 for g in range(groups)]
-        lin, cross, quad = (torch.cat([t[i] for t in terms], 1) for i in range(3))
+        lin, cross, quad = layer_level_sums(self.patches, weight=weight, bias=bias, rank=rank[self.plan.index],
+                                            counts=counts)
         s_p, ss_p = self.dense
         return [MomentAccumulator(n=self.n, s_p=s_p, ss_p=ss_p, s_q=s_p - lin[k], ss_q=ss_p - 2 * cross[k] + quad[k])
                 if s > 0 else MomentAccumulator() for k, s in enumerate(self.grid)]

@@ -1,17 +1,19 @@
 """Layers whose output is an affine map of input patches, and those patches (for the layer-local regulariser).
 
-For Linear, Conv1d/2d/3d (any stride, padding, padding mode, dilation, groups), spconv sparse convolutions and the
-output projection of ``nn.MultiheadAttention``, the runner's output is, for each group g of output channels,
+For Linear, Conv1d/2d/3d and ConvTranspose1d/2d/3d (any stride, padding, padding mode, dilation, groups, output
+size), spconv sparse convolutions and the output projection of ``nn.MultiheadAttention``, the runner's output is,
+for each group g of output channels,
 
     y[n, c] = sum_j W_g[c, j] * P_g[n, j] + b[c]        (n: output position, j: input channel x kernel offset)
 
-with W_g the weight viewed as (groups, C / groups, J) in its own memory order. :func:`patch_map` says whether a layer
-is of that kind and returns W_g, b and a function that turns one call of the runner (args, kwargs, output) into
-chunks (P: (groups, rows, J), y: (rows, C)) with matching rows. How P is found:
+with W_g the weight in patch order (groups, C / groups, J). :func:`patch_map` says whether a layer is of that kind
+and returns where each W_g entry sits in the weight, b and a function that turns one call of the runner (args,
+kwargs, output) into chunks (P: (groups, rows, J), y: (rows, C)) with matching rows. How P is found:
 
 - Linear: the input, flattened to rows.
 - Conv: the input padded as the module pads it (``_reversed_padding_repeated_twice``, padding mode), unfolded over
-  each spatial dim with the stride, keeping every ``dilation``-th element of each window.
+  each spatial dim with the stride, keeping every ``dilation``-th element of each window. ConvTranspose: the same
+  on the input spread out by the stride (zeros between), padded to the output's size, with the kernel flipped.
 - spconv: the module itself says which input site feeds output site n through kernel offset o: one call with
   feature 0 = input index + 1 (float64 on CPU, exact) and a weight that copies feature 0 at offset o to output
   channel o yields the (rows, offsets) neighbour table, whatever the kind (submanifold, strided, transposed, inverse)
@@ -46,11 +48,16 @@ class NotAffine(Exception):
 
 @dataclass(frozen=True)
 class PatchMap:
-    """Weight in patch order (groups, C / groups, J), bias (C,) or None, and the chunk generator."""
+    """Where each entry of the patch-order weight (groups, C / groups, J) sits in the layer's weight (flat index),
+    the bias (C,) or None, and the chunk generator."""
 
-    weight: torch.Tensor
+    index: torch.Tensor
     bias: torch.Tensor | None
     chunks: Callable[[tuple, dict, Any], Chunks]
+
+    def weight(self, weight: torch.Tensor) -> torch.Tensor:
+        """``weight`` (the layer's, any layout) in patch order."""
+        return weight.detach().reshape(-1)[self.index]
 
 
 def patch_map(runner: nn.Module, layer: PrunableLayer) -> PatchMap | None:
@@ -59,21 +66,28 @@ def patch_map(runner: nn.Module, layer: PrunableLayer) -> PatchMap | None:
         if layer.runner_param != 'out_proj.weight':
             return None
         proj = runner.out_proj
-        return PatchMap(proj.weight.detach()[None], _detached(proj.bias), partial(_attention_chunks, runner))
+        return PatchMap(_flat(proj.weight.shape).view(1, *proj.weight.shape), _detached(proj.bias),
+                        partial(_attention_chunks, runner))
     if layer.runner_param != 'weight':
         return None
-    weight = runner.weight.detach()
+    shape, bias = tuple(runner.weight.shape), _detached(getattr(runner, 'bias', None))
     if isinstance(runner, nn.Linear):
-        return PatchMap(weight[None], _detached(runner.bias), _linear_chunks)
+        return PatchMap(_flat(shape)[None], bias, _linear_chunks)
     if isinstance(runner, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        groups = runner.groups
-        return PatchMap(weight.reshape(groups, weight.shape[0] // groups, -1), _detached(runner.bias),
+        return PatchMap(_flat(shape).reshape(runner.groups, shape[0] // runner.groups, -1), bias,
                         partial(_conv_chunks, runner))
-    if is_sparse_conv(runner) and tuple(weight.shape) == (runner.out_channels, *runner.kernel_size,
-                                                          runner.in_channels):  # KRSC layout
-        return PatchMap(weight.reshape(1, weight.shape[0], -1), _detached(getattr(runner, 'bias', None)),
-                        partial(_sparse_chunks, runner))
+    if isinstance(runner, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+        # weight (Cin, Cout / G, k..): output channel c, input channel i, flipped kernel offset (see _conv_chunks)
+        g, nd = runner.groups, len(runner.kernel_size)
+        index = _flat(shape).view(g, shape[0] // g, *shape[1:]).flip(list(range(3, 3 + nd))).transpose(1, 2)
+        return PatchMap(index.reshape(g, shape[1], -1), bias, partial(_conv_chunks, runner))
+    if is_sparse_conv(runner) and shape == (runner.out_channels, *runner.kernel_size, runner.in_channels):  # KRSC
+        return PatchMap(_flat(shape).view(1, shape[0], -1), bias, partial(_sparse_chunks, runner))
     return None
+
+
+def _flat(shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.arange(math.prod(shape)).view(shape)
 
 
 def _detached(bias: torch.Tensor | None) -> torch.Tensor | None:
@@ -109,12 +123,25 @@ def _conv_chunks(conv: nn.Module, args: tuple, kwargs: dict, output: torch.Tenso
     x, nd = _input(args, kwargs), len(conv.kernel_size)
     if x.dim() == nd + 1:  # unbatched input
         x, output = x[None], output[None]
-    pad = conv._reversed_padding_repeated_twice
-    if conv.padding_mode != 'zeros':
-        x = F.pad(x, pad, mode=conv.padding_mode)
-    elif any(pad):
-        x = F.pad(x, pad)
-    for i, (k, s, d) in enumerate(zip(conv.kernel_size, conv.stride, conv.dilation)):
+    stride = conv.stride
+    if getattr(conv, 'transposed', False):
+        # a transposed conv is a stride-1 conv of the input with stride - 1 zeros between elements, padded to give
+        # the output's size, with the kernel flipped (the flip is in patch_map's index)
+        up = x.new_zeros(*x.shape[:2], *[(n - 1) * s + 1 for n, s in zip(x.shape[2:], stride)])
+        up[(..., *[slice(None, None, s) for s in stride])] = x
+        pad = []
+        for n, o, k, d, p in reversed(list(zip(up.shape[2:], output.shape[2:], conv.kernel_size, conv.dilation,
+                                                conv.padding))):
+            left = d * (k - 1) - p
+            pad += [left, o + d * (k - 1) - n - left]
+        x, stride = F.pad(up, pad), (1,) * nd
+    else:
+        pad = conv._reversed_padding_repeated_twice
+        if conv.padding_mode != 'zeros':
+            x = F.pad(x, pad, mode=conv.padding_mode)
+        elif any(pad):
+            x = F.pad(x, pad)
+    for i, (k, s, d) in enumerate(zip(conv.kernel_size, stride, conv.dilation)):
         x = x.unfold(2 + i, d * (k - 1) + 1, s)[..., ::d]  # window dims are appended last: (B, Cin, o.., k..)
     x = x.unflatten(1, (conv.groups, -1))  # (B, G, Cin/G, o1..od, k1..kd)
     outs, inner = x.shape[3:3 + nd], math.prod(x.shape[4:3 + nd])

@@ -38,6 +38,18 @@ class WeightStandardisedConv2d(nn.Conv2d):
         return self._conv_forward(x, w, self.bias)
 
 
+class DeconvToSize(nn.Module):
+    """A transposed conv told its output size (``output_size``: output padding chosen at run time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1)
+        self.conv = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        return self.conv(self.up(x, output_size=(2 * x.shape[2], 2 * x.shape[3])))
+
+
 CASES = {
     'conv1d': (lambda: nn.Sequential(nn.Conv1d(3, 4, 3, stride=2, padding=1, dilation=2), nn.ReLU(),
                                      nn.Conv1d(4, 5, 2, padding='same', padding_mode='circular')), (2, 3, 17)),
@@ -48,11 +60,21 @@ CASES = {
         nn.Conv2d(6, 4, (2, 3), padding='same', padding_mode='replicate')), (2, 4, 9, 8)),
     'conv3d': (lambda: nn.Sequential(nn.Conv3d(2, 3, (3, 2, 3), stride=(1, 2, 1), padding=1, dilation=(2, 1, 1)),
                                      nn.ReLU(), nn.Conv3d(3, 4, 1)), (2, 2, 7, 6, 5)),
+    'conv-transpose1d': (lambda: nn.Sequential(
+        nn.ConvTranspose1d(3, 4, 3, stride=2, padding=1, output_padding=1, dilation=2),
+        nn.ConvTranspose1d(4, 4, 2, groups=2, bias=False), nn.ConvTranspose1d(4, 2, 3, stride=3, padding=3)),
+        (2, 3, 7)),
+    'conv-transpose2d': (lambda: nn.Sequential(
+        nn.ConvTranspose2d(4, 6, (3, 2), stride=(2, 3), padding=(1, 0), output_padding=(1, 2), groups=2),
+        nn.ConvTranspose2d(6, 2, 2, stride=2)), (2, 4, 5, 4)),
+    'conv-transpose3d': (lambda: nn.ConvTranspose3d(2, 3, 3, stride=2, padding=2, dilation=2), (1, 2, 4, 5, 3)),
+    'conv-transpose-output-size': (DeconvToSize, (2, 3, 5, 4)),
     'linear': (lambda: nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3, bias=False)), (2, 3, 5)),
+    'linear-few-rows': (lambda: nn.Linear(64, 5), (2, 3, 64)),  # 12 rows < 64 inputs: levels from the rows
+    'linear-rows-then-gram': (lambda: nn.Linear(30, 4), (20, 30)),  # 20 rows, then 40 > 30: the Gram matrix
     'attention': (lambda: AttnNet(True), (2, 5, 4)),
     'attention-seq-first': (lambda: AttnNet(False), (5, 2, 4)),
-    'fallbacks': (lambda: nn.Sequential(WeightStandardisedConv2d(3, 4, 3), nn.ConvTranspose2d(4, 2, 3, stride=2)),
-                  (2, 3, 6, 7)),
+    'fallback': (lambda: nn.Sequential(WeightStandardisedConv2d(3, 4, 3), nn.ReLU()), (2, 3, 6, 7)),
 }
 
 
@@ -112,7 +134,7 @@ def test_gram_path_calls_no_runner_per_level(monkeypatch):
 
 
 def test_non_affine_runner_warns_and_falls_back():
-    model, layers, batches = _case('fallbacks', torch.float64)
+    model, layers, batches = _case('fallback', torch.float64)
     with pytest.warns(UserWarning, match=r"layer '0.weight': WeightStandardisedConv2d output is not P W\^T \+ b"):
         local_lsi_moments(model, layers, GRID, batches, _forward)
 
