@@ -28,7 +28,7 @@ from typing import Sequence
 import torch
 
 GATHER_ELEMENTS = 1 << 23  # in-block Gram entries gathered at once
-GRAM_BLOCK = 512  # the Gram matrix is built from its upper block rows (about half the products)
+GRAM_BLOCK = 256  # the Gram matrix is built from its upper block rows (about half the products)
 
 
 class PatchMoments:
@@ -45,7 +45,7 @@ class PatchMoments:
         """Add a chunk of patches, (groups, rows, J)."""
         p = patches.detach()
         p = p.float() if p.dtype in (torch.float16, torch.bfloat16) else p
-        total = p.sum(1, dtype=torch.float64)
+        total = torch.bmm(p.new_ones(p.shape[0], 1, p.shape[1]), p)[:, 0].double()  # BLAS: fast, exact enough
         self.total = total if self.total is None else self.total + total
         self.count += p.shape[1]
         if self.upper is None and self.count <= p.shape[2]:
@@ -118,7 +118,7 @@ def level_sums(*, gram: torch.Tensor, patch_sum: torch.Tensor, weight: torch.Ten
     w, m = weight.to(torch.float64), patch_sum.to(torch.float64)
     pull = w @ gram + bias.to(torch.float64)[:, None] * m  # rows: M w_c + b_c m (M is symmetric)
     levels = len(counts)
-    band = torch.searchsorted(torch.as_tensor(counts, dtype=rank.dtype), rank, right=True)  # levels == never
+    band = torch.searchsorted(torch.as_tensor(counts, dtype=rank.dtype), rank.contiguous(), right=True)  # levels == never
     out = [torch.zeros(levels, w.shape[0], dtype=torch.float64) for _ in range(3)]
     step = max(1, round(math.sqrt(levels)))
     for k0 in range(0, levels, step):

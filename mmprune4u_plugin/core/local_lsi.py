@@ -28,10 +28,12 @@ from torch import nn
 from torch.func import functional_call
 
 from .gram_levels import PatchMoments, layer_level_sums
-from .layers import PrunableLayer, get_weight, is_sparse_conv, module_by_name
+from .layers import PrunableLayer, get_weight, module_by_name
 from .lsi import MomentAccumulator
-from .patches import NotAffine, PatchMap, patch_map
+from .patches import NotAffine, PatchMap, patch_map, with_reused_pairs
 from .taps import tensors_in
+
+CHECK_ROWS = 256  # output rows compared with P W^T + b on a runner's first call
 
 
 def magnitude_order(weight: torch.Tensor) -> torch.Tensor:
@@ -65,7 +67,7 @@ class _LayerProbe:
         self.calls += 1
         if self.plan is not None and self._pool_gram(args, kwargs, output):
             return
-        args = _with_reused_pairs(self.runner, args, output)
+        args = with_reused_pairs(self.runner, args, output)
         dense = tensors_in(output)[0]
         for k, s in enumerate(self.grid):
             if s > 0:
@@ -101,6 +103,7 @@ class _LayerProbe:
 
     def _check(self, patches: torch.Tensor, out: torch.Tensor) -> None:
         weight, bias = self.plan.weight(self.weight), self.plan.bias
+        patches, out = patches[:, :CHECK_ROWS], out[:CHECK_ROWS]
         rec = torch.einsum('gnj,gcj->ngc', patches.double(), weight.double()).reshape(out.shape)
         rec = rec if bias is None else rec + bias.double()
         scale = float(out.detach().abs().max()) if out.numel() else 0.0
@@ -125,20 +128,6 @@ class _LayerProbe:
         s_p, ss_p = self.dense
         return [MomentAccumulator(n=self.n, s_p=s_p, ss_p=ss_p, s_q=s_p - lin[k], ss_q=ss_p - 2 * cross[k] + quad[k])
                 if s > 0 else MomentAccumulator() for k, s in enumerate(self.grid)]
-
-
-def _with_reused_pairs(runner: nn.Module, args: tuple, output: Any) -> tuple:
-    """For a spconv submanifold conv whose dense call built its index pairs (its ``indice_key`` is new), an input
-    that carries them, so the calls per level reuse them instead of rebuilding them."""
-    key = getattr(runner, 'indice_key', None)
-    if not (is_sparse_conv(runner) and getattr(runner, 'subm', False) and key and args):
-        return args
-    x, built = args[0], getattr(output, 'indice_dict', {})
-    if key in x.indice_dict or key not in built:
-        return args
-    x = x.shadow_copy()
-    x.indice_dict = dict(built)
-    return (x, *args[1:])
 
 
 def local_lsi_moments(model: nn.Module, layers: Sequence[PrunableLayer], grid: Sequence[float],

@@ -155,8 +155,22 @@ def _conv_chunks(conv: nn.Module, args: tuple, kwargs: dict, output: torch.Tenso
                    output[b, :, h:h + rows].reshape(output.shape[1], -1).T)
 
 
+def with_reused_pairs(runner: nn.Module, args: tuple, output: Any) -> tuple:
+    """For a spconv submanifold conv whose dense call built its index pairs (its ``indice_key`` is new), an input
+    that carries them, so later calls (the neighbour probe, the calls per level) reuse them, not rebuild them."""
+    key = getattr(runner, 'indice_key', None)
+    if not (is_sparse_conv(runner) and getattr(runner, 'subm', False) and key and args):
+        return args
+    x, built = args[0], getattr(output, 'indice_dict', {})
+    if key in x.indice_dict or key not in built:
+        return args
+    x = x.shadow_copy()
+    x.indice_dict = dict(built)
+    return (x, *args[1:])
+
+
 def _sparse_chunks(conv: nn.Module, args: tuple, kwargs: dict, output: Any) -> Chunks:
-    x, out = args[0], output.features
+    x, out = with_reused_pairs(conv, args, output)[0], output.features
     table = neighbour_table(conv, x, out.shape[0])
     if table is None:
         raise NotAffine(f'{type(conv).__name__}: the neighbour probe gave no integer index table')
