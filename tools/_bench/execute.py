@@ -35,7 +35,7 @@ def isolated(log: Path) -> Iterator[None]:
             yield sub
             yield from managers(sub)
     before = {cls: set(getattr(cls, '_instance_dict', {})) for cls in managers()}
-    with open(log, 'a') as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+    with open(log, 'a', buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         try:
             yield
         finally:
@@ -160,6 +160,8 @@ class RealExecutor:
         for cfg in job['configs'].values():
             cfg.work_dir = str(out)
             cfg.launcher = 'none'
+        if cell.seed is not None:
+            self._drop_unreadable_curves(cell.seed)
         return getattr(self, f'_run_{cell.kind}')(cell, out, job, results)
 
     def _run_dense_train(self, cell, out, job, results) -> dict:
@@ -219,6 +221,18 @@ class RealExecutor:
         return run_costs(self, cell, out, job)
 
     # ------------------------------------------------------------------------------------------------ helpers
+    def _drop_unreadable_curves(self, seed: int) -> None:
+        """A curve cache cut short by a killed run would make the hook fail on every later cell: remove it (the
+        hook then measures again)."""
+        from mmprune4u_plugin.core.curves import DistortionCurves
+        path = self.factory.curve_cache(seed)
+        path = path.with_name(f'{path.stem}_round1.npz')
+        if path.is_file():
+            try:
+                DistortionCurves.load(path)
+            except Exception:  # noqa: BLE001 (any unreadable file)
+                path.unlink()
+
     def _runner(self, cfg, name: str):
         build_runner = tool('_launch').build_runner
         cfg.experiment_name = name.replace('/', '_')

@@ -192,8 +192,13 @@ def run_costs(ex, cell: Cell, out: Path, job: dict) -> dict:
 
 
 def _estimator_costs(ex, cell, hook, model, batches, settings) -> dict:
-    """Memoised exact vs plain exact (timed on a subset of layers, scaled by L / subset: a plain pass is a full
-    forward whatever the layer) vs fisher; and how close the fisher curves' RD allocation is to the exact one's."""
+    """Memoised exact vs plain exact vs fisher, and how close the fisher curves' RD allocation is to the exact one's.
+
+    Memoised and plain exact are timed on the same evenly spaced subset of layers (a full measurement of each would
+    cost as much as the seed's whole curves again); plain is then scaled by L / subset (a plain pass is a full
+    forward whatever the layer). Fisher is timed on all layers. The exact curves of all layers (and their
+    leaf-forward counts) are the seed's own, measured by its curves cell in this run.
+    """
     import torch
     from mmprune4u_plugin.core.curves import DistortionCurves, eval_mode, gradients_enabled
     from mmprune4u_plugin.core.estimate_exact import exact_curves
@@ -201,30 +206,29 @@ def _estimator_costs(ex, cell, hook, model, batches, settings) -> dict:
     from mmprune4u_plugin.core.plan import AllocationSpec, allocate_layers
     from mmprune4u_plugin.hooks.calibration import mmdet3d_forward
     layers, grid = hook.pruner.layers, np.asarray(hook.grid, dtype=np.float64)
+    exact_c = DistortionCurves.load(_curves_record_path(ex, cell.seed))
+    _check_batches(exact_c, batches)
+    n_sub = max(1, min(int(settings.get('plain_layers', 12)), len(layers)))
+    subset = sorted({int(round(i)) for i in np.linspace(0, len(layers) - 1, n_sub)})
     kw = dict(task_taps=hook.task_taps, modality_taps=dict(hook.modality_taps))
+    timed = {}
     with eval_mode(model), torch.no_grad():
-        start = time.perf_counter()
-        memo, _, memo_stats = exact_curves(model, layers, grid, batches, mmdet3d_forward, memoise=True, **kw)
-        t_memo = time.perf_counter() - start
-        n_sub = max(1, min(int(settings.get('plain_layers', 12)), len(layers)))
-        subset = sorted({int(round(i)) for i in np.linspace(0, len(layers) - 1, n_sub)})
-        start = time.perf_counter()
-        plain, _, plain_stats = exact_curves(model, [layers[i] for i in subset], grid, batches, mmdet3d_forward,
-                                             memoise=False, **kw)
-        t_plain_sub = time.perf_counter() - start
-    if not np.allclose(plain, memo[subset], rtol=1e-5, atol=1e-8):
+        for name, memoise in (('exact_memo', True), ('exact_plain', False)):
+            start = time.perf_counter()
+            task, _, stats = exact_curves(model, [layers[i] for i in subset], grid, batches, mmdet3d_forward,
+                                          memoise=memoise, **kw)
+            timed[name] = (time.perf_counter() - start, task, stats)
+    if not np.allclose(timed['exact_plain'][1], timed['exact_memo'][1], rtol=1e-5, atol=1e-8):
         raise RuntimeError('memoised and plain exact curves differ')
     with eval_mode(model), gradients_enabled(model, layers):
         start = time.perf_counter()
         fisher, fisher_stats = fisher_curves(model, layers, grid, batches, mmdet3d_forward, task_taps=hook.task_taps,
                                              num_probes=int(settings.get('probes', 8)))
         t_fisher = time.perf_counter() - start
+    t_memo, t_plain_sub = timed['exact_memo'][0], timed['exact_plain'][0]
     t_plain = t_plain_sub * len(layers) / len(subset)
-
-    def as_curves(task):
-        return DistortionCurves([lay.name for lay in layers], [lay.modality for lay in layers],
-                                [lay.numel for lay in layers], grid, task, np.zeros_like(task))
-    exact_c, fisher_c = as_curves(memo), as_curves(fisher)
+    fisher_c = DistortionCurves(list(exact_c.names), list(exact_c.modalities), list(exact_c.numels), grid, fisher,
+                                np.zeros_like(fisher))
     numel = np.array([lay.numel for lay in layers], dtype=np.float64)
     agreement = []
     for s in ex.plan.sparsities:
@@ -234,17 +238,19 @@ def _estimator_costs(ex, cell, hook, model, batches, settings) -> dict:
         agreement.append(dict(sparsity=s, mean_abs_diff=float((diff * numel).sum() / numel.sum()),
                               exact_cost_ratio=predicted(exact_c, b) / max(predicted(exact_c, a), 1e-300)))
     cols = grid > 0
-    return dict(layers=len(layers), levels=int(cols.sum()), batches=len(batches),
-                seconds=dict(exact_memo=t_memo, exact_plain=t_plain, exact_plain_measured=t_plain_sub,
-                             fisher=t_fisher),
-                plain_layers_timed=len(subset), leaf_forwards=dict(
-                    exact_memo=memo_stats['leaf_forwards'], exact_plain=memo_stats['plain_leaf_forwards'],
-                    exact_plain_subset=plain_stats['leaf_forwards']),
+    full = exact_c.stats
+    return dict(layers=len(layers), levels=int(cols.sum()), batches=len(batches), layers_timed=len(subset),
+                seconds=dict(exact_memo_subset=t_memo, exact_plain_subset=t_plain_sub, exact_plain=t_plain,
+                             fisher=t_fisher, seed_curves=full.get('seconds')),
+                leaf_forwards=dict(exact_memo_subset=timed['exact_memo'][2]['leaf_forwards'],
+                                   exact_plain_subset=timed['exact_plain'][2]['leaf_forwards'],
+                                   exact_memo=full.get('leaf_forwards'), exact_plain=full.get('plain_leaf_forwards')),
                 fisher_backward_passes=fisher_stats.get('backward_passes'),
-                speedup=dict(memo_vs_plain=t_plain / t_memo, fisher_vs_plain=t_plain / t_fisher,
-                             memo_vs_plain_leaf_forwards=memo_stats['plain_leaf_forwards']
-                             / max(memo_stats['leaf_forwards'], 1)),
-                fisher_vs_exact=dict(spearman_all=_finite(spearman(fisher[:, cols].ravel(), memo[:, cols].ravel())),
+                speedup=dict(memo_vs_plain=t_plain_sub / t_memo, fisher_vs_plain=t_plain / t_fisher,
+                             memo_vs_plain_leaf_forwards=(full['plain_leaf_forwards'] / max(full['leaf_forwards'], 1)
+                                                          if full.get('leaf_forwards') else None)),
+                fisher_vs_exact=dict(spearman_all=_finite(spearman(fisher[:, cols].ravel(),
+                                                                   exact_c.task[:, cols].ravel())),
                                      allocations=agreement))
 
 

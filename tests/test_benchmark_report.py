@@ -1,0 +1,134 @@
+"""tools/_bench/report.py, markdown.py, plots.py: figures and docs/benchmarks.md from cell records alone."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools'))
+import benchmark  # noqa: E402
+from _bench import markdown, report  # noqa: E402
+from _bench.plan import Cell, Plan, plan_summary  # noqa: E402
+
+
+def plan() -> Plan:
+    return Plan(config='c.py', seeds=[0, 1], sparsities=[0.8], methods=['global', 'rd', 'mmprune4u_local'],
+                beta=dict(values=[0, 1], sparsity=0.8, choose_on_val=True, default=1.0),
+                dense=dict(iters=4, eval_every=2), lsi_loss=dict(type='LogSobolevLoss'),
+                finetune=dict(sparsities=[0.8], rows=[('dense', 'task'), ('mmprune4u_local', 'lsi')]))
+
+
+def result(nds, mAP=0.1, camera=0.9, lidar=0.5, fusion=0.2, sparsity=0.8, **extra):
+    return dict(metrics=dict(NDS=nds, mAP=mAP), sparsity=sparsity,
+                by_modality=dict(camera=camera, lidar=lidar, fusion=fusion), **extra)
+
+
+COSTS = dict(
+    curves=dict(layers=114, levels=20, batches=1, layers_timed=12,
+                seconds=dict(exact_memo_subset=10.0, exact_plain_subset=80.0, exact_plain=760.0, fisher=5.0,
+                             seed_curves=300.0),
+                leaf_forwards=dict(exact_memo_subset=1000, exact_plain_subset=9000, exact_memo=20000,
+                                   exact_plain=200000),
+                fisher_backward_passes=16, speedup=dict(memo_vs_plain=8.0, fisher_vs_plain=152.0,
+                                                        memo_vs_plain_leaf_forwards=10.0),
+                fisher_vs_exact=dict(spearman_all=0.9, allocations=[dict(sparsity=0.8, mean_abs_diff=0.05,
+                                                                         exact_cost_ratio=1.2)])),
+    dp=dict(layers=114, levels=21, bins=10000, rows=[dict(sparsity=0.8, seconds=0.4)]),
+    step=dict(seconds_per_step=dict(plain=1.0, masks=1.02, **{'masks+lsi': 1.3}), steps=10, mask_apply_seconds=0.01,
+              mask_overhead=0.02, lsi_overhead=0.28, lsi_reference='dense_stats'))
+
+
+def records(p: Plan) -> dict:
+    out = {}
+
+    def put(cell, res):
+        out[cell.id] = dict(status='done', key='k', cell=cell.spec(), seconds=1.0, result=res)
+    put(Cell('dense_eval', iteration=2, split='val'), result(0.30))
+    put(Cell('dense_eval', split='val'), result(0.305))
+    put(Cell('dense_eval', split='test'), result(0.31))
+    size = dict(dense_bytes=1000, sparse_bytes=280, ratio=0.28)
+    put(Cell('oneshot', method='global', sparsity=0.8, split='test'), result(0.20, size=size))
+    for seed, (rd, mm) in enumerate([(0.22, 0.21), (0.24, 0.21)]):  # RD mean 0.23 ± 0.0141; MMPrune4U 0.21 ± 0
+        put(Cell('oneshot', method='rd', sparsity=0.8, seed=seed, split='test'), result(rd, size=size))
+        put(Cell('oneshot', method='mmprune4u_local', sparsity=0.8, seed=seed, split='test'), result(mm, size=size))
+        put(Cell('beta', method='rd', beta=0.0, sparsity=0.8, seed=seed, split='val'), result(0.10))
+        put(Cell('beta', method='mmprune4u_local', beta=1.0, sparsity=0.8, seed=seed, split='val'), result(0.12))
+        put(Cell('finetune', method='dense', variant='task', seed=seed, split='test'), result(0.33, sparsity=0.0))
+        put(Cell('finetune', method='mmprune4u_local', variant='lsi', sparsity=0.8, seed=seed, split='test'),
+            result(0.30 + 0.02 * seed))
+    out['additivity/seed0'] = dict(status='done', cell=Cell('additivity', seed=0).spec(), result=dict(
+        points=[dict(kind='random', predicted=0.1, measured=0.12), dict(kind='method', predicted=0.2, measured=0.3)],
+        correlation=dict(all=dict(n=2, pearson=1.0, spearman=1.0))))
+    out['costs'] = dict(status='done', cell=Cell('costs', seed=0).spec(), result=COSTS)
+    out['finetune/mmprune4u_local-lsi/s80/seed1/test']['status'] = 'failed'  # one seed lost
+    out['finetune/mmprune4u_local-lsi/s80/seed1/test']['error'] = 'RuntimeError: boom'
+    return out
+
+
+def test_tables_report_mean_std_over_seeds_and_modalities():
+    p = plan()
+    fig = report.figures(records(p), p)
+    rows = {r['method']: r for r in fig['oneshot']['0.8']}
+    assert rows['global']['seed_free'] and rows['global']['n'] == 1 and rows['global']['NDS']['std'] == 0
+    assert rows['rd']['NDS']['mean'] == pytest.approx(0.23) and rows['rd']['NDS']['std'] == pytest.approx(0.0141421, 1e-4)
+    assert rows['mmprune4u_local']['modalities'] == dict(camera=0.9, lidar=0.5, fusion=0.2)
+    ft = fig['finetune']['0.8']
+    assert ft[0]['method'] == 'dense' and ft[0]['n'] == 2
+    assert ft[1]['n'] == 1 and ft[1]['missing'] == 1  # the failed seed is shown as missing, not averaged away
+    assert fig['beta']['chosen'] == 1.0 and fig['beta']['complete']
+    assert fig['dense']['last_gain'] == pytest.approx(0.005) and fig['dense']['plateaued']
+    assert fig['failed'] == ['finetune/mmprune4u_local-lsi/s80/seed1/test: RuntimeError: boom']
+
+
+def test_a_loss_is_said_plainly():
+    p = plan()
+    fig = report.figures(records(p), p)
+    v = fig['verdicts']['oneshot']['0.8'][0]
+    assert v['best_baseline'] == 'RD (β = 0)' and not v['wins'] and v['gap'] == pytest.approx(-0.02)
+    lines = markdown.verdict_lines(fig['verdicts']['oneshot'], 'one-shot')
+    assert lines == ['- one-shot 80%: MMPrune4U (local R) **does not beat** the best baseline (RD (β = 0)) on NDS: '
+                     '-0.0200, by more than one std.']
+
+
+def test_beta_is_chosen_on_val_with_ties_to_the_default():
+    p = plan()
+    cells = records(p)
+    assert report.choose_beta(cells, p) == (1.0, [])
+    for seed in (0, 1):  # a tie: the plan's default wins
+        cells[report.beta_cell(p, 0.0, seed).id]['result']['metrics']['NDS'] = 0.12
+    assert report.choose_beta(cells, p) == (1.0, [])
+    del cells[report.beta_cell(p, 1.0, 1).id]
+    beta, missing = report.choose_beta(cells, p)
+    assert missing == ['beta/mmprune4u_local/beta1/s80/seed1/val']
+
+
+def test_markdown_has_command_machine_date_tables_and_cut():
+    p = plan()
+    meta = dict(command='python tools/benchmark.py', date='2026-11-30 10:00 UTC', machine='2 cores', config='c.py',
+                checkpoint='dense.pth', plan=plan_summary(p), hours=1.5)
+    text = markdown.render(meta, report.figures(records(p), p), {'additivity': 'benchmarks/additivity.png'})
+    for needle in ('`python tools/benchmark.py`', '2026-11-30 10:00 UTC', 'Machine: 2 cores', '### 80%',
+                   '| RD (β = 0) | 0.230 ± 0.014 | 0.100 ± 0.000 | 0.800 | 0.900 | 0.500 | 0.200 | 2 |',
+                   '| global magnitude | 0.200 | 0.100 | 0.800 | 0.900 | 0.500 | 0.200 | seed-free |',
+                   '(1 missing)', 'finetuned cells limited to', '**does not beat**', 'β used for the MMPrune4U rows: 1',
+                   '![additivity](benchmarks/additivity.png)', 'sparse checkpoint size at 80%', '0.280–0.280',
+                   '**Failed or missing cells**', '8.0× cheaper (10.0 s vs 80.0 s) | ≥ 5× | met',
+                   '152.0× cheaper (5.0 s) | ≥ 50× | met', '10.0× fewer (20,000 vs 200,000)',
+                   '| +2.0% (1.000 s/step plain) | < 3% | met |', '| +28.0% | < 20% | **not met** |',
+                   '80%: mean |Δs| 0.050, exact-curve cost 1.20×'):
+        assert needle in text, needle
+
+
+def test_report_only_rebuilds_the_same_docs_from_the_json(tmp_path):
+    p = plan()
+    meta = dict(command='python tools/benchmark.py', date='d', machine='m', config='c.py', checkpoint='x',
+                plan=plan_summary(p), hours=0.1)
+    docs = tmp_path / 'benchmarks.md'
+    json_path = benchmark.write_outputs(meta, records(p), p, docs)
+    first = docs.read_text()
+    assert json.loads(json_path.read_text())['figures']['beta']['chosen'] == 1.0
+    assert (tmp_path / 'benchmarks' / 'nds_vs_sparsity.png').is_file()
+    assert (tmp_path / 'benchmarks' / 'additivity.png').is_file()
+    docs.unlink()
+    benchmark.main(['--report-only', '--docs', str(docs), '--plan', 'configs/benchmark/quick.py'])
+    assert docs.read_text() == first
