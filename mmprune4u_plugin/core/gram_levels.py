@@ -55,6 +55,16 @@ class PatchMoments:
             self.upper = _upper_gram(rows) if self.upper is None else self.upper + _upper_gram(rows)
         self.rows = []
 
+    def add_gram(self, gram: torch.Tensor, total: torch.Tensor, count: int) -> None:
+        """Add the Gram matrices (groups, J, J), patch sums (groups, J) and number of rows of patches summed
+        elsewhere (conv_gram.py)."""
+        self.total = total if self.total is None else self.total + total
+        self.count += count
+        for rows in self.rows:
+            gram = gram + _upper_gram(rows)  # only the upper triangle is read (gram())
+        self.rows = []
+        self.upper = gram if self.upper is None else self.upper + gram
+
     def gram(self, group: int) -> torch.Tensor:
         upper = self.upper[group]
         return torch.triu(upper) + torch.triu(upper, 1).T

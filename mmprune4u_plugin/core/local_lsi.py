@@ -82,18 +82,24 @@ class _LayerProbe:
         return 0 if unbatched else self.layer.channel_dim
 
     def _pool_gram(self, args: tuple, kwargs: dict, output: Any) -> bool:
+        dense = tensors_in(output)[0]
+        rows = dense.numel() // max(1, dense.shape[self._channel_dim(dense)])
         try:
-            for patches, out in self.plan.chunks(args, kwargs, output):
+            if self.plan.gram is not None and self.patches.count + rows > self.plan.index.shape[2]:
                 if not self.checked:
-                    self._check(patches, out)
-                self.patches.add(patches)
+                    self._check(*next(iter(self.plan.chunks(args, kwargs, output))))
+                self.patches.add_gram(*self.plan.gram(args, kwargs, output))
+            else:
+                for patches, out in self.plan.chunks(args, kwargs, output):
+                    if not self.checked:
+                        self._check(patches, out)
+                    self.patches.add(patches)
         except NotAffine as err:
             if self.patches.count:
                 raise RuntimeError(f'layer {self.layer.name!r}: {err} after earlier calls were affine') from err
             warnings.warn(f'layer {self.layer.name!r}: {err}; its local regulariser is measured level by level')
             self.plan = None
             return False
-        dense = tensors_in(output)[0]
         flat = dense.detach().movedim(self._channel_dim(dense), -1)
         flat = flat.reshape(-1, flat.shape[-1]).double()
         sums = torch.stack([flat.sum(0), (flat * flat).sum(0)])

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from .conv_gram import conv_gram
 from .layers import PrunableLayer, is_sparse_conv
 from .taps import tensors_in
 
@@ -49,11 +50,13 @@ class NotAffine(Exception):
 @dataclass(frozen=True)
 class PatchMap:
     """Where each entry of the patch-order weight (groups, C / groups, J) sits in the layer's weight (flat index),
-    the bias (C,) or None, and the chunk generator."""
+    the bias (C,) or None, the chunk generator and, for stride-1 single-group convs, a function that gives the
+    patches' Gram matrix, sums and row count without forming them (conv_gram.py)."""
 
     index: torch.Tensor
     bias: torch.Tensor | None
     chunks: Callable[[tuple, dict, Any], Chunks]
+    gram: Callable[[tuple, dict, Any], tuple[torch.Tensor, torch.Tensor, int]] | None = None
 
     def weight(self, weight: torch.Tensor) -> torch.Tensor:
         """``weight`` (the layer's, any layout) in patch order."""
@@ -73,14 +76,15 @@ def patch_map(runner: nn.Module, layer: PrunableLayer) -> PatchMap | None:
     shape, bias = tuple(runner.weight.shape), _detached(getattr(runner, 'bias', None))
     if isinstance(runner, nn.Linear):
         return PatchMap(_flat(shape)[None], bias, _linear_chunks)
+    lag_gram = partial(_conv_gram, runner) if getattr(runner, 'groups', 0) == 1 else None
     if isinstance(runner, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         return PatchMap(_flat(shape).reshape(runner.groups, shape[0] // runner.groups, -1), bias,
-                        partial(_conv_chunks, runner))
+                        partial(_conv_chunks, runner), lag_gram if set(runner.stride) == {1} else None)
     if isinstance(runner, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
         # weight (Cin, Cout / G, k..): output channel c, input channel i, flipped kernel offset (see _conv_chunks)
         g, nd = runner.groups, len(runner.kernel_size)
         index = _flat(shape).view(g, shape[0] // g, *shape[1:]).flip(list(range(3, 3 + nd))).transpose(1, 2)
-        return PatchMap(index.reshape(g, shape[1], -1), bias, partial(_conv_chunks, runner))
+        return PatchMap(index.reshape(g, shape[1], -1), bias, partial(_conv_chunks, runner), lag_gram)
     if is_sparse_conv(runner) and shape == (runner.out_channels, *runner.kernel_size, runner.in_channels):  # KRSC
         return PatchMap(_flat(shape).view(1, shape[0], -1), bias, partial(_sparse_chunks, runner))
     return None
@@ -119,28 +123,32 @@ def _attention_chunks(attn: nn.MultiheadAttention, args: tuple, kwargs: dict, ou
     yield from _row_chunks(joined.reshape(1, -1, joined.shape[-1]), out.reshape(-1, out.shape[-1]))
 
 
-def _conv_chunks(conv: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor) -> Chunks:
+def _conv_input(conv: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor):
+    """(x, stride, output): the input as a 'valid' conv with ``stride`` sees it (padded; for a transposed conv
+    spread out and padded), both batched."""
     x, nd = _input(args, kwargs), len(conv.kernel_size)
     if x.dim() == nd + 1:  # unbatched input
         x, output = x[None], output[None]
-    stride = conv.stride
     if getattr(conv, 'transposed', False):
         # a transposed conv is a stride-1 conv of the input with stride - 1 zeros between elements, padded to give
         # the output's size, with the kernel flipped (the flip is in patch_map's index)
-        up = x.new_zeros(*x.shape[:2], *[(n - 1) * s + 1 for n, s in zip(x.shape[2:], stride)])
-        up[(..., *[slice(None, None, s) for s in stride])] = x
+        up = x.new_zeros(*x.shape[:2], *[(n - 1) * s + 1 for n, s in zip(x.shape[2:], conv.stride)])
+        up[(..., *[slice(None, None, s) for s in conv.stride])] = x
         pad = []
         for n, o, k, d, p in reversed(list(zip(up.shape[2:], output.shape[2:], conv.kernel_size, conv.dilation,
                                                 conv.padding))):
             left = d * (k - 1) - p
             pad += [left, o + d * (k - 1) - n - left]
-        x, stride = F.pad(up, pad), (1,) * nd
-    else:
-        pad = conv._reversed_padding_repeated_twice
-        if conv.padding_mode != 'zeros':
-            x = F.pad(x, pad, mode=conv.padding_mode)
-        elif any(pad):
-            x = F.pad(x, pad)
+        return F.pad(up, pad), (1,) * nd, output
+    pad = conv._reversed_padding_repeated_twice
+    if conv.padding_mode != 'zeros':
+        return F.pad(x, pad, mode=conv.padding_mode), conv.stride, output
+    return (F.pad(x, pad) if any(pad) else x), conv.stride, output
+
+
+def _conv_chunks(conv: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor) -> Chunks:
+    x, stride, output = _conv_input(conv, args, kwargs, output)
+    nd = len(conv.kernel_size)
     for i, (k, s, d) in enumerate(zip(conv.kernel_size, stride, conv.dilation)):
         x = x.unfold(2 + i, d * (k - 1) + 1, s)[..., ::d]  # window dims are appended last: (B, Cin, o.., k..)
     x = x.unflatten(1, (conv.groups, -1))  # (B, G, Cin/G, o1..od, k1..kd)
@@ -153,6 +161,12 @@ def _conv_chunks(conv: nn.Module, args: tuple, kwargs: dict, output: torch.Tenso
             part = x[b, :, :, h:h + rows].permute(order)
             yield (part.reshape(part.shape[0], -1, per_row // part.shape[0]),
                    output[b, :, h:h + rows].reshape(output.shape[1], -1).T)
+
+
+def _conv_gram(conv: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor):
+    x, stride, _ = _conv_input(conv, args, kwargs, output)
+    gram, total, rows = conv_gram(x, conv.kernel_size, conv.dilation)
+    return gram[None], total[None], rows
 
 
 def with_reused_pairs(runner: nn.Module, args: tuple, output: Any) -> tuple:

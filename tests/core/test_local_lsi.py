@@ -209,3 +209,14 @@ def test_sparse_convs_gram_equals_per_level_reference(spconv_nn):
     fast = local_lsi_moments(model, layers, GRID, batches, _forward)
     ref = local_lsi_moments(model, layers, GRID, batches, _forward, use_gram=False)
     _assert_same_moments(fast, ref, 1e-10)
+
+
+def test_stride_one_single_group_convs_take_the_lagged_gram(monkeypatch):
+    """Of the 'conv2d' case, only the stride-1 single-group conv (the third) sums its Gram matrix by lags."""
+    from mmprune4u_plugin.core import patches
+    calls = []
+    real = patches.conv_gram
+    monkeypatch.setattr(patches, 'conv_gram', lambda *args: calls.append(args[0].shape) or real(*args))
+    model, layers, batches = _case('conv2d', torch.float64)
+    local_lsi_moments(model, layers, GRID, batches, _forward)
+    assert calls == [torch.Size([2, 6, 6, 10])] * len(batches)  # 5 x 8 input, 'same' (2, 3) kernel: padded (0, 1), (1, 1)
