@@ -10,24 +10,24 @@ entries), outputs y[n, c] - u_c . P_n. Over the calibration rows n, with M = sum
 rank in the layer's global magnitude order (magnitude_order) is below count_k, so each weight has a *band*, the first
 level that removes it, and every level follows from M, m, the weights and the bands, with no network pass.
 
-Cost. u^T M u for all C channels at all K levels directly is K C J^2. Here levels go in blocks of about sqrt(K):
+Cost. u^T M u for all C channels at all K levels directly is K C J^2. Here levels go in blocks (K / 20 levels):
 with U0 removed before the block, T0 = U0 M (one C x J x J product per block) and D_k = u_k - U0 (the weights of the
 block's bands up to k),
 
     u_k^T M u_k = U0^T M U0 + 2 D_k . T0 + D_k^T M D_k,
 
 where the last term only involves each channel's few in-block weights: a gather of M on them and a small batched
-product. About sqrt(K) C J^2 in all. While the calibration rows are fewer than J, :class:`PatchMoments` keeps the
+product (in the patches' dtype: these terms are small). About 20 C J^2 products plus the gathers in all, for any K. While the calibration rows are fewer than J, :class:`PatchMoments` keeps the
 rows themselves (smaller than M) and each level is one product with them, N C J.
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
 
 GATHER_ELEMENTS = 1 << 23  # in-block Gram entries gathered at once
+BLOCK_LEVELS = 0.05  # levels per block / levels: an entry gathered costs ~400 FMAs of the T0 product (CPU, measured)
 GRAM_BLOCK = 256  # the Gram matrix is built from its upper block rows (about half the products)
 
 
@@ -40,11 +40,13 @@ class PatchMoments:
         self.count = 0
         self.upper: torch.Tensor | None = None  # upper block rows of M (the blocks below the diagonal stay 0)
         self.total: torch.Tensor | None = None
+        self.dtype = torch.float32
 
     def add(self, patches: torch.Tensor) -> None:
         """Add a chunk of patches, (groups, rows, J)."""
         p = patches.detach()
         p = p.float() if p.dtype in (torch.float16, torch.bfloat16) else p
+        self.dtype = p.dtype
         total = torch.bmm(p.new_ones(p.shape[0], 1, p.shape[1]), p)[:, 0].double()  # BLAS: fast, exact enough
         self.total = total if self.total is None else self.total + total
         self.count += p.shape[1]
@@ -55,9 +57,10 @@ class PatchMoments:
             self.upper = _upper_gram(rows) if self.upper is None else self.upper + _upper_gram(rows)
         self.rows = []
 
-    def add_gram(self, gram: torch.Tensor, total: torch.Tensor, count: int) -> None:
+    def add_gram(self, gram: torch.Tensor, total: torch.Tensor, count: int, dtype: torch.dtype) -> None:
         """Add the Gram matrices (groups, J, J), patch sums (groups, J) and number of rows of patches summed
-        elsewhere (conv_gram.py)."""
+        elsewhere (conv_gram.py), in ``dtype``."""
+        self.dtype = dtype
         self.total = total if self.total is None else self.total + total
         self.count += count
         for rows in self.rows:
@@ -92,7 +95,7 @@ def layer_level_sums(stats: PatchMoments, *, weight: torch.Tensor, bias: torch.T
                                           counts))
         else:
             terms.append(level_sums(gram=stats.gram(g), patch_sum=stats.total[g], weight=weight[g], bias=b,
-                                    rank=rank[g], counts=counts))
+                                    rank=rank[g], counts=counts, small_dtype=stats.dtype))
     return tuple(torch.cat([t[i] for t in terms], 1) for i in range(3))
 
 
@@ -110,7 +113,8 @@ def _rows_level_sums(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
 
 
 def level_sums(*, gram: torch.Tensor, patch_sum: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-               rank: torch.Tensor, counts: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               rank: torch.Tensor, counts: Sequence[int],
+               small_dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The three level-dependent terms above, for one group of output channels.
 
     Args:
@@ -120,6 +124,7 @@ def level_sums(*, gram: torch.Tensor, patch_sum: torch.Tensor, weight: torch.Ten
         bias: b, (C,).
         rank: (C, J) rank of each weight in the global magnitude order of its layer.
         counts: Number of weights the layer loses at each level (non-decreasing).
+        small_dtype: dtype of the in-block terms (small: the patches' own precision is enough).
 
     Returns:
         (lin, cross, quad), each (levels, C) float64: m . u, u . (M w + b m) and u^T M u, where u is w masked to
@@ -130,7 +135,8 @@ def level_sums(*, gram: torch.Tensor, patch_sum: torch.Tensor, weight: torch.Ten
     levels = len(counts)
     band = torch.searchsorted(torch.as_tensor(counts, dtype=rank.dtype), rank.contiguous(), right=True)  # levels == never
     out = [torch.zeros(levels, w.shape[0], dtype=torch.float64) for _ in range(3)]
-    step = max(1, round(math.sqrt(levels)))
+    step = max(1, round(levels * BLOCK_LEVELS))
+    gram_small = gram.to(small_dtype)
     for k0 in range(0, levels, step):
         k1 = min(levels, k0 + step)
         before = w * (band < k0)
@@ -138,7 +144,7 @@ def level_sums(*, gram: torch.Tensor, patch_sum: torch.Tensor, weight: torch.Ten
         base = ((before @ m), (before * pull).sum(1), (t0 * before).sum(1))
         bins = torch.where((band >= k0) & (band < k1), band - k0, k1 - k0)  # k1 - k0: not in this block
         lin = [_binned_cumsum(w * v, bins, k1 - k0) for v in (m.expand_as(w), pull, 2 * t0)]
-        inner = _in_block_quad(gram, w, bins, k1 - k0)
+        inner = _in_block_quad(gram_small, w, bins, k1 - k0)
         for i, (b0, extra) in enumerate(zip(base, (lin[0], lin[1], lin[2] + inner))):
             out[i][k0:k1] = (b0[:, None] + extra).T
     return out[0], out[1], out[2]
@@ -161,11 +167,12 @@ def _in_block_quad(gram: torch.Tensor, w: torch.Tensor, bins: torch.Tensor, widt
     idx = torch.argsort((~inside).to(torch.int8), dim=1, stable=True)[:, :size]  # in-block entries first
     valid = torch.arange(size) < sizes[:, None]
     upto = (torch.gather(bins, 1, idx)[:, :, None] <= torch.arange(width)) & valid[:, :, None]
-    weighted = upto * (torch.gather(w, 1, idx) * valid)[:, :, None]  # (C, size, width): D_q on the in-block entries
-    flat_gram, dim = gram.reshape(-1), gram.shape[0]
+    weighted = (upto * (torch.gather(w, 1, idx) * valid)[:, :, None]).to(gram.dtype)  # D_q on in-block entries
+    flat_gram, dim, idx = gram.reshape(-1), gram.shape[0], idx.to(torch.int32)
     chunk = max(1, GATHER_ELEMENTS // (size * size))
     for c in range(0, w.shape[0], chunk):
         i = idx[c:c + chunk]
         sub = flat_gram.index_select(0, (i[:, :, None] * dim + i[:, None, :]).reshape(-1)).view(-1, size, size)
-        result[c:c + chunk] = (torch.bmm(sub, weighted[c:c + chunk]) * weighted[c:c + chunk]).sum(1)
+        part = weighted[c:c + chunk]
+        result[c:c + chunk] = (torch.bmm(sub, part) * part).sum(1, dtype=torch.float64)
     return result
