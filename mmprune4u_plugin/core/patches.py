@@ -86,7 +86,8 @@ def patch_map(runner: nn.Module, layer: PrunableLayer) -> PatchMap | None:
         index = _flat(shape).view(g, shape[0] // g, *shape[1:]).flip(list(range(3, 3 + nd))).transpose(1, 2)
         return PatchMap(index.reshape(g, shape[1], -1), bias, partial(_conv_chunks, runner), lag_gram)
     if is_sparse_conv(runner) and shape == (runner.out_channels, *runner.kernel_size, runner.in_channels):  # KRSC
-        return PatchMap(_flat(shape).view(1, shape[0], -1), bias, partial(_sparse_chunks, runner))
+        return PatchMap(_flat(shape).view(1, shape[0], -1), bias, partial(_sparse_chunks, runner),
+                        partial(_sparse_gram, runner))
     return None
 
 
@@ -192,6 +193,34 @@ def _sparse_chunks(conv: nn.Module, args: tuple, kwargs: dict, output: Any) -> C
     step = max(1, CHUNK_ELEMENTS // table.shape[1] // feats.shape[1])
     for r in range(0, out.shape[0], step):
         yield feats[table[r:r + step]].reshape(1, -1, table.shape[1] * feats.shape[1]), out[r:r + step]
+
+
+def _sparse_gram(conv: nn.Module, args: tuple, kwargs: dict, output: Any):
+    """Gram matrix of the sparse patches without their zeros: block (o, o') sums over the output sites that have
+    an input neighbour at both offsets only (LiDAR sites have few of their 27 neighbours)."""
+    x, out = with_reused_pairs(conv, args, output)[0], output.features
+    table = neighbour_table(conv, x, out.shape[0])
+    if table is None:
+        raise NotAffine(f'{type(conv).__name__}: the neighbour probe gave no integer index table')
+    feats, (kv, channels) = x.features.detach(), (table.shape[1], x.features.shape[1])
+    present = table < feats.shape[0]
+    gram = torch.zeros(kv, channels, kv, channels, dtype=torch.float64)
+    total = torch.zeros(kv, channels, dtype=torch.float64)
+    for o in range(kv):
+        rows = present[:, o].nonzero()[:, 0]
+        if rows.numel() == 0:
+            continue
+        a = feats[table[rows, o]]
+        total[o] = a.sum(0, dtype=torch.float64)
+        both = present[rows, o:]
+        for o2 in range(o, kv):
+            sel = both[:, o2 - o].nonzero()[:, 0]
+            if sel.numel():
+                block = (a[sel].T @ feats[table[rows[sel], o2]]).double()
+                gram[o, :, o2] = block
+                gram[o2, :, o] = block.T
+    dtype = torch.float64 if feats.dtype == torch.float64 else torch.float32
+    return gram.reshape(1, kv * channels, -1), total.reshape(1, -1), out.shape[0], dtype
 
 
 def neighbour_table(conv: nn.Module, x: Any, n_out: int) -> torch.Tensor | None:
