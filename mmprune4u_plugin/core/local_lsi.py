@@ -30,7 +30,8 @@ from torch.func import functional_call
 from .gram_levels import PatchMoments, layer_level_sums
 from .layers import PrunableLayer, get_weight, module_by_name
 from .lsi import MomentAccumulator
-from .patches import NotAffine, PatchMap, patch_map, with_reused_pairs
+from .patches import PatchMap, patch_map
+from .sparse_patches import NotAffine, with_reused_pairs
 from .taps import tensors_in
 
 CHECK_ROWS = 256  # output rows compared with P W^T + b on a runner's first call

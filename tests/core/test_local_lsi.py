@@ -181,7 +181,8 @@ def spconv_nn():
     torch.set_num_threads(threads)
 
 
-def test_sparse_convs_gram_equals_per_level_reference(spconv_nn):
+@pytest.mark.parametrize('dtype, tol', [(torch.float64, 1e-10), (torch.float32, 2e-6)])
+def test_sparse_convs_gram_equals_per_level_reference(spconv_nn, dtype, tol):
     """Submanifold (shared and new index keys, non-cubic kernel), strided and inverse sparse convs."""
     gen = torch.Generator().manual_seed(0)
     batch, size = 2, 12
@@ -201,14 +202,14 @@ def test_sparse_convs_gram_equals_per_level_reference(spconv_nn):
             x = spconv_nn.SparseConvTensor(feats, indices, [size] * 3, batch)
             return self.subm_c(self.up(self.down(self.subm_b(self.subm_a(x)))))
 
-    model = SparseNet().double().eval()
-    batches = [torch.randn(len(indices), 4, generator=gen, dtype=torch.float64) for _ in range(2)]
+    model = SparseNet().to(dtype).eval()
+    batches = [torch.randn(len(indices), 4, generator=gen).to(dtype) for _ in range(2)]
     layers = find_prunable_layers(model)
     assert [lay.kind for lay in layers] == ['SubMConv3d', 'SubMConv3d', 'SparseConv3d', 'SparseInverseConv3d',
                                             'SubMConv3d']
     fast = local_lsi_moments(model, layers, GRID, batches, _forward)
     ref = local_lsi_moments(model, layers, GRID, batches, _forward, use_gram=False)
-    _assert_same_moments(fast, ref, 1e-10)
+    _assert_same_moments(fast, ref, tol)
 
 
 def test_stride_one_single_group_convs_take_the_lagged_gram(monkeypatch):
