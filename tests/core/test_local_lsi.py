@@ -221,3 +221,21 @@ def test_stride_one_single_group_convs_take_the_lagged_gram(monkeypatch):
     model, layers, batches = _case('conv2d', torch.float64)
     local_lsi_moments(model, layers, GRID, batches, _forward)
     assert calls == [torch.Size([2, 6, 6, 10])] * len(batches)  # 5 x 8 input, 'same' (2, 3) kernel: padded (0, 1), (1, 1)
+
+
+def test_mmcv_attention_wrapper_calls_with_keywords():
+    """mmcv's MultiheadAttention (used by TransFusion-style heads) calls nn.MultiheadAttention with keywords only."""
+    transformer = pytest.importorskip('mmcv.cnn.bricks.transformer', reason='mmcv is not installed')
+    torch.manual_seed(0)
+    model = transformer.MultiheadAttention(embed_dims=8, num_heads=2, batch_first=True).double().eval()
+    layers = find_prunable_layers(model)
+    assert [(lay.name, lay.runner) for lay in layers] == [('attn.in_proj_weight', 'attn'),
+                                                         ('attn.out_proj.weight', 'attn')]
+    gen = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(2, 5, 8, generator=gen, dtype=torch.float64),
+                torch.randn(2, 7, 8, generator=gen, dtype=torch.float64)) for _ in range(2)]
+    forward = lambda m, b: m(query=b[0], key=b[1], value=b[1])  # noqa: E731
+    fast = local_lsi_moments(model, layers, GRID, batches, forward)
+    ref = local_lsi_moments(model, layers, GRID, batches, forward, use_gram=False)
+    _assert_same_moments(fast, ref, 1e-10)
+    assert all(acc.n == 2 * 2 * 5 for acc in fast[1][1:])
