@@ -23,8 +23,8 @@ import torch.nn.functional as F
 SUM_ROWS = 8192  # positions summed in the input's dtype before the float64 accumulation
 
 
-def conv_gram(x: torch.Tensor, kernel: Sequence[int], dilation: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor,
-                                                                                          int]:
+def conv_gram(x: torch.Tensor, kernel: Sequence[int],
+              dilation: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(M, m, rows) of the patches of a stride-1 'valid' conv of ``x`` (B, C_in, S..), columns ordered (C_in, k..)
     like the conv weight: M (J, J) and m = patch sum (J,) in float64, rows = number of output positions.
 
@@ -90,7 +90,8 @@ class Grid:
         rows = 0.0
         for p in range(p0, p1, SUM_ROWS):  # float64 between pieces: short float32 sums
             q = min(p + SUM_ROWS, p1)
-            rows = rows + torch.bmm(self.flat[:, p:q].transpose(1, 2), self.flat[:, p + shift:q + shift]).sum(0).double()
+            part = torch.bmm(self.flat[:, p:q].transpose(1, 2), self.flat[:, p + shift:q + shift])
+            rows = rows + part.sum(0).double()
         nd = len(lo)
         for i in range(1, nd):
             for a, b in ((0, lo[i]), (hi[i], self.sizes[i])):

@@ -17,7 +17,8 @@ block's bands up to k),
     u_k^T M u_k = U0^T M U0 + 2 D_k . T0 + D_k^T M D_k,
 
 where the last term only involves each channel's few in-block weights: a gather of M on them and a small batched
-product (in the patches' dtype: these terms are small). About 20 C J^2 products plus the gathers in all, for any K. While the calibration rows are fewer than J, :class:`PatchMoments` keeps the
+product (in the patches' dtype: these terms are small). About 20 C J^2 products plus the gathers in all, for
+any K. While the calibration rows are fewer than J, :class:`PatchMoments` keeps the
 rows themselves (smaller than M) and each level is one product with them, N C J.
 """
 from __future__ import annotations
@@ -133,7 +134,8 @@ def level_sums(*, gram: torch.Tensor, patch_sum: torch.Tensor, weight: torch.Ten
     w, m = weight.to(torch.float64), patch_sum.to(torch.float64)
     pull = w @ gram + bias.to(torch.float64)[:, None] * m  # rows: M w_c + b_c m (M is symmetric)
     levels = len(counts)
-    band = torch.searchsorted(torch.as_tensor(counts, dtype=rank.dtype), rank.contiguous(), right=True)  # levels == never
+    counts_t = torch.as_tensor(counts, dtype=rank.dtype)
+    band = torch.searchsorted(counts_t, rank.contiguous(), right=True)  # first level removing it; levels: never
     out = [torch.zeros(levels, w.shape[0], dtype=torch.float64) for _ in range(3)]
     step = max(1, round(levels * BLOCK_LEVELS))
     gram_small = gram.to(small_dtype)

@@ -19,7 +19,7 @@ kwargs, output) into chunks (P: (groups, rows, J), y: (rows, C)) with matching r
 - Attention out_proj: the attention's output with ``out_proj`` set to the identity and no bias (the joined heads).
 
 The caller checks the reconstruction P W^T + b == y on the first chunk before trusting a map; a generator that
-finds no patches raises :class:`NotAffine`.
+finds no patches raises :class:`sparse_patches.NotAffine`.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from torch.func import functional_call
 
 from .conv_gram import conv_gram
 from .layers import PrunableLayer, is_sparse_conv
-from .sparse_patches import NotAffine, sparse_chunks, sparse_gram
+from .sparse_patches import sparse_chunks, sparse_gram
 from .taps import tensors_in
 
 CHUNK_ELEMENTS = 1 << 22  # patch values materialised at once (16 MiB in float32)
@@ -131,8 +131,8 @@ def _conv_input(conv: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor
         up = x.new_zeros(*x.shape[:2], *[(n - 1) * s + 1 for n, s in zip(x.shape[2:], conv.stride)])
         up[(..., *[slice(None, None, s) for s in conv.stride])] = x
         pad = []
-        for n, o, k, d, p in reversed(list(zip(up.shape[2:], output.shape[2:], conv.kernel_size, conv.dilation,
-                                                conv.padding))):
+        dims = zip(up.shape[2:], output.shape[2:], conv.kernel_size, conv.dilation, conv.padding)
+        for n, o, k, d, p in reversed(list(dims)):
             left = d * (k - 1) - p
             pad += [left, o + d * (k - 1) - n - left]
         return F.pad(up, pad), (1,) * nd, output

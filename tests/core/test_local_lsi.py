@@ -220,7 +220,7 @@ def test_stride_one_single_group_convs_take_the_lagged_gram(monkeypatch):
     monkeypatch.setattr(patches, 'conv_gram', lambda *args: calls.append(args[0].shape) or real(*args))
     model, layers, batches = _case('conv2d', torch.float64)
     local_lsi_moments(model, layers, GRID, batches, _forward)
-    assert calls == [torch.Size([2, 6, 6, 10])] * len(batches)  # 5 x 8 input, 'same' (2, 3) kernel: padded (0, 1), (1, 1)
+    assert calls == [torch.Size([2, 6, 6, 10])] * len(batches)  # 5 x 8 input, 'same' (2, 3) kernel: pads (0 1, 1 1)
 
 
 def test_mmcv_attention_wrapper_calls_with_keywords():
@@ -229,8 +229,8 @@ def test_mmcv_attention_wrapper_calls_with_keywords():
     torch.manual_seed(0)
     model = transformer.MultiheadAttention(embed_dims=8, num_heads=2, batch_first=True).double().eval()
     layers = find_prunable_layers(model)
-    assert [(lay.name, lay.runner) for lay in layers] == [('attn.in_proj_weight', 'attn'),
-                                                         ('attn.out_proj.weight', 'attn')]
+    assert [(lay.name, lay.runner) for lay in layers] == [
+        ('attn.in_proj_weight', 'attn'), ('attn.out_proj.weight', 'attn')]
     gen = torch.Generator().manual_seed(1)
     batches = [(torch.randn(2, 5, 8, generator=gen, dtype=torch.float64),
                 torch.randn(2, 7, 8, generator=gen, dtype=torch.float64)) for _ in range(2)]
