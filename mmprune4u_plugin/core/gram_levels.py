@@ -142,7 +142,7 @@ def level_sums(*, gram: torch.Tensor, patch_sum: torch.Tensor, weight: torch.Ten
     for k0 in range(0, levels, step):
         k1 = min(levels, k0 + step)
         before = w * (band < k0)
-        t0 = before @ gram
+        t0 = (before.to(small_dtype) @ gram_small).double()
         base = ((before @ m), (before * pull).sum(1), (t0 * before).sum(1))
         bins = torch.where((band >= k0) & (band < k1), band - k0, k1 - k0)  # k1 - k0: not in this block
         lin = [_binned_cumsum(w * v, bins, k1 - k0) for v in (m.expand_as(w), pull, 2 * t0)]
