@@ -86,10 +86,17 @@ def _upper_gram(p: torch.Tensor) -> torch.Tensor:
 
 def layer_level_sums(stats: PatchMoments, *, weight: torch.Tensor, bias: torch.Tensor, rank: torch.Tensor,
                      counts: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(lin, cross, quad), each (levels, C), of a layer with patch-order ``weight`` / ``rank`` (groups, C/G, J)."""
-    per_group = weight.shape[1]
+    """(lin, cross, quad), each (levels, C), of a layer with patch-order ``weight`` / ``rank`` (groups, C/G, J).
+
+    Kept rows are used as they are when that is cheaper (one product per level, K N C J multiply-adds) than their
+    Gram matrix and the blocked sweep (N J^2 + about 20 C J^2)."""
+    groups, per_group, dim = weight.shape
+    levels = sum(1 for c in counts if c > 0)
+    if stats.upper is None and levels * stats.count * per_group > dim * (stats.count + per_group / BLOCK_LEVELS):
+        zeros = torch.zeros(groups, dim, dim, dtype=torch.float64)
+        stats.add_gram(zeros, zeros[:, 0], 0, stats.dtype)  # folds the rows into the Gram matrix
     terms = []
-    for g in range(weight.shape[0]):
+    for g in range(groups):
         b = bias[g * per_group:(g + 1) * per_group]
         if stats.upper is None:
             terms.append(_rows_level_sums(torch.cat([r[g] for r in stats.rows]).double(), weight[g], b, rank[g],

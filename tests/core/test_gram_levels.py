@@ -57,3 +57,14 @@ def test_patch_moments_keep_rows_then_switch_to_the_gram_matrix(monkeypatch):
     for r, g, (ref_rows, ref_all, tol) in zip(from_rows, from_gram, refs):
         torch.testing.assert_close(r, ref_rows, rtol=1e-12, atol=1e-12 * float(ref_rows.abs().max()))
         torch.testing.assert_close(g, ref_all, rtol=tol, atol=tol * float(ref_all.abs().max()))
+
+
+def test_many_levels_fold_the_kept_rows_into_the_gram_matrix():
+    """9 rows, 30 channels, 100 levels: a product per level with the rows would cost more than the Gram matrix."""
+    p, w, b, rank, counts = _problem(30, 10, 100)
+    stats = PatchMoments()
+    stats.add(p[None, :9])
+    got = layer_level_sums(stats, weight=w[None], bias=b, rank=rank[None], counts=counts)
+    assert stats.rows == [] and stats.upper is not None
+    for g, r in zip(got, _direct(p[:9].T @ p[:9], p[:9].sum(0), w, b, rank, counts)):
+        torch.testing.assert_close(g, r, rtol=1e-6, atol=1e-6 * float(r.abs().max()))
