@@ -107,6 +107,15 @@ def test_stale_cells_rerun_and_their_old_files_go(tmp_path):
     assert stored['key'].endswith(':v2')
 
 
+def test_a_cached_cell_whose_outputs_are_gone_runs_again(tmp_path):
+    cells = [Cell('dense_train')]
+    run(tmp_path, FakeExecutor(), cells)
+    gone = FakeExecutor()
+    gone.valid = lambda cell, record: False  # e.g. its checkpoint was deleted
+    run(tmp_path, gone, cells)
+    assert gone.ran == ['dense_train']
+
+
 def test_failed_cells_are_recorded_not_reused_and_dependents_say_why(tmp_path):
     cells = [Cell('dense_train'), Cell('oneshot', method='global', sparsity=0.5, split='test'), Cell('costs')]
     results, lines = run(tmp_path, FakeExecutor(fail={'dense_train'}), cells)

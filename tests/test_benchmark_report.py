@@ -90,6 +90,16 @@ def test_a_loss_is_said_plainly():
                      '-0.0200, by more than one std.']
 
 
+def test_a_single_seed_claims_no_spread():
+    rows = [dict(label='LAMP', method='lamp', n=1, seed_free=True, NDS=dict(mean=0.2, std=0.0)),
+            dict(label='MMPrune4U', method='mmprune4u_local', n=1, NDS=dict(mean=0.3, std=0.0))]
+    (v,) = report.verdicts(rows)
+    assert v['wins'] and v['beyond_std'] is None
+    assert 'one seed only (no spread measured)' in markdown.verdict_lines({'0.8': [v]}, 'one-shot')[0]
+    rows[1]['n'] = 3
+    assert report.verdicts(rows)[0]['beyond_std'] is True  # the seed-free baseline's zero spread is real
+
+
 def test_beta_is_chosen_on_val_with_ties_to_the_default():
     p = plan()
     cells = records(p)

@@ -32,6 +32,9 @@ class Executor(Protocol):
     def run(self, cell: Cell, out: Path, results: dict[str, dict]) -> dict:
         """Run ``cell`` with its files in ``out``; return its result (plain JSON data)."""
 
+    def valid(self, cell: Cell, record: dict) -> bool:
+        """Optional: False when a stored result's files that later cells read are gone (then it runs again)."""
+
 
 class CellStore:
     """``<root>/cells/<id>/result.json`` per cell."""
@@ -119,6 +122,8 @@ def run_cells(cells: Sequence[Cell], store: CellStore, executor: Executor, progr
             progress.report(index, cell, f'not run ({err})')
             continue
         record = store.fresh(cell, key)
+        if record is not None and not getattr(executor, 'valid', lambda c, r: True)(cell, record):
+            record = None  # its outputs were deleted: run it again
         if record is not None:
             results[cell.id] = record
             progress.report(index, cell, f'cached (key {key[:12]} matches), skipped')

@@ -21,13 +21,18 @@ from .plan import METHODS, Cell, Plan
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / 'tools'))
 CODE_FILES = ('tools/_launch.py', 'tools/prune.py', 'tools/test.py', 'tools/_bench/configs.py',
-              'tools/_bench/execute.py', 'tools/_bench/measure.py')
+              'tools/_bench/execute.py')  # what every cell runs; additivity and costs cells also run measure.py
+MEASURE_FILE = 'tools/_bench/measure.py'
 
 
 @contextlib.contextmanager
 def isolated(log: Path) -> Iterator[None]:
-    """Send everything printed or logged inside the block to ``log``; drop the loggers, message hubs and
-    visualizers that Runners built inside it (mmengine keeps them in global registries, with open files)."""
+    """Send everything printed or logged inside the block to ``log`` (at the file-descriptor level too: mmengine's
+    ProgressBar holds the original ``sys.stdout`` as a default argument, and C extensions print directly); drop the
+    loggers, message hubs and visualizers that Runners built inside it (mmengine keeps them in global registries,
+    with open files)."""
+    import os
+
     from mmengine.utils import ManagerMixin
 
     def managers(cls=ManagerMixin):
@@ -35,10 +40,23 @@ def isolated(log: Path) -> Iterator[None]:
             yield sub
             yield from managers(sub)
     before = {cls: set(getattr(cls, '_instance_dict', {})) for cls in managers()}
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        if stream is not None:
+            stream.flush()
+    saved = [os.dup(1), os.dup(2)]
     with open(log, 'a', buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
         try:
             yield
         finally:
+            for stream in (sys.__stdout__, sys.__stderr__):
+                if stream is not None:
+                    stream.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
             for cls in managers():
                 instances = getattr(cls, '_instance_dict', {})
                 for name in set(instances) - before.get(cls, set()):
@@ -80,6 +98,7 @@ class RealExecutor:
         self.keep = keep_checkpoints
         self._digests: dict[tuple, str] = {}
         self.code = content_digest({p: file_digest(REPO / p) for p in CODE_FILES}, plugin_version())
+        self.measure_code = file_digest(REPO / MEASURE_FILE)
 
     # ------------------------------------------------------------------------------------------------ inputs
     def digest(self, path: str | Path) -> str:
@@ -150,9 +169,19 @@ class RealExecutor:
         job = self.job(cell, results)
         contents = {name: config_content(cfg) for name, cfg in job['configs'].items()}
         data = sorted({p for cfg in contents.values() for p in ann_files(cfg)})
-        return content_digest(dict(cell=cell.spec(), configs=contents, extra=job['extra'], code=self.code,
+        code = [self.code, self.measure_code] if cell.kind in ('additivity', 'costs') else self.code
+        return content_digest(dict(cell=cell.spec(), configs=contents, extra=job['extra'], code=code,
                                    files={k: self.digest(v) for k, v in job['files'].items()},
                                    data={str(p): self.digest(p) for p in data}))
+
+    def valid(self, cell: Cell, record: dict) -> bool:
+        """A stored dense model or curve cache that later cells read must still be on disk, unchanged."""
+        result = record.get('result', {})
+        if cell.kind == 'dense_train':
+            return all(Path(p).is_file() for p in [result['checkpoint'], *result['checkpoints'].values()])
+        if cell.kind == 'curves':
+            return Path(result['curves']).is_file() and self.digest(result['curves']) == result['curves_digest']
+        return True
 
     # ------------------------------------------------------------------------------------------------ running
     def run(self, cell: Cell, out: Path, results: dict) -> dict:

@@ -38,7 +38,8 @@ def verdict_lines(verdicts: dict[str, list[dict]], regime: str) -> list[str]:
     for sparsity, items in verdicts.items():
         for v in items:
             word = 'beats' if v['wins'] else '**does not beat**'
-            noise = 'by more than one std' if v['beyond_std'] else 'within one std (not a clear difference)'
+            noise = {True: 'by more than one std', False: 'within one std (not a clear difference)',
+                     None: 'one seed only (no spread measured)'}[v['beyond_std']]
             lines.append(f'- {regime} {float(sparsity):.0%}: {v["method"]} {word} the best baseline '
                          f'({v["best_baseline"]}) on NDS: {v["gap"]:+.4f}, {noise}.')
     return lines
@@ -112,7 +113,7 @@ def render(meta: dict, fig: dict, plots: dict[str, str]) -> str:
            f'- Machine: {meta["machine"]}',
            f'- Model config: `{meta["config"]}`; dense checkpoint: {meta["checkpoint"]}',
            f'- Seeds {plan["seeds"]} (a seed sets the calibration samples and the finetuning data order); '
-           f'calibration: {plan["calib"]["samples"]} train samples; splits: tuning (β) on **val**, every table '
+           f'calibration: {plan["calib"]["samples"]} train sample(s) per seed; splits: tuning (β) on **val**, every table '
            f'below on **test** (another generated set), except the β sweep.']
     if fig['cut']:
         out += ['- Cut from the full protocol: ' + '; '.join(fig['cut']) + '.']

@@ -280,11 +280,12 @@ def _step_costs(ex, job: dict, out: Path, settings: dict) -> dict:
     from mmprune4u_plugin.hooks.lsi_finetune import LSIFinetuner
     cfg = job['configs']['train']
     runner = ex.build_loaded(cfg, job['files']['checkpoint'], f'{out.name}_step')
+    runner.optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)  # built by train() otherwise
     hook = next(h for h in runner.hooks if isinstance(h, MMPrune4UHook))
     hook.before_train(runner)
     model, wrapper = unwrap(runner.model), runner.optim_wrapper
     fin = hook.finetuner
-    loader = iter(runner.train_dataloader)
+    loader = iter(runner.build_dataloader(runner._train_dataloader, seed=runner.seed))
     data = [next(loader) for _ in range(min(4, int(settings.get('steps', 10))))]
     modes = ['plain', 'masks'] + (['masks+lsi'] if fin is not None else [])
     if fin is not None:

@@ -25,8 +25,11 @@ def nds_vs_sparsity(fig: dict, path: Path) -> Path | None:
         series: dict[str, list] = {}
         for s, rows in tables.items():
             for r in rows:
-                if 'NDS' in r:
+                if 'NDS' in r and r.get('method') != 'dense':
                     series.setdefault(r['label'], []).append((float(s), r['NDS']['mean'], r['NDS']['std']))
+        reference = _dense_reference(fig, name)
+        if reference is not None:
+            ax.axhline(reference[1], color='k', ls=':', lw=1, label=reference[0])
         for label, pts in series.items():
             pts.sort()
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker='o',
@@ -37,6 +40,18 @@ def nds_vs_sparsity(fig: dict, path: Path) -> Path | None:
     f.savefig(path, dpi=110)
     plt.close(f)
     return path
+
+
+def _dense_reference(fig: dict, regime: str) -> tuple[str, float] | None:
+    """The dense model's test NDS (one-shot) or the equal-budget dense finetune's mean (finetuned)."""
+    if regime == 'oneshot':
+        test = (fig.get('dense') or {}).get('test')
+        return ('dense', test['metrics']['NDS']) if test and test['metrics'].get('NDS') is not None else None
+    for rows in (fig.get('finetune') or {}).values():
+        for r in rows:
+            if r.get('method') == 'dense' and 'NDS' in r:
+                return r['label'], r['NDS']['mean']
+    return None
 
 
 def modality_sparsity(fig: dict, path: Path) -> Path | None:

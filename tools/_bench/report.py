@@ -90,7 +90,8 @@ def table(cells: dict, plan: Plan, kind: str, sparsity: float) -> list[dict]:
 
 def verdicts(rows: list[dict]) -> list[dict]:
     """For each MMPrune4U row: the best baseline row by mean NDS, the difference, and whether it is a win
-    (higher mean), and whether the gap exceeds the larger of the two standard deviations."""
+    (higher mean), and whether the gap exceeds the larger of the two standard deviations (None when a row has a
+    single seed, so no spread was measured; a seed-free row's zero spread is real)."""
     base = [r for r in rows if r.get('method') in BASELINES and 'NDS' in r]
     out = []
     if not base:
@@ -100,8 +101,9 @@ def verdicts(rows: list[dict]) -> list[dict]:
         if str(r.get('method', '')).startswith('mmprune4u') and 'NDS' in r:
             gap = r['NDS']['mean'] - best['NDS']['mean']
             noise = max(r['NDS']['std'], best['NDS']['std'])
+            single = any(x['n'] < 2 and not x.get('seed_free') for x in (r, best))
             out.append(dict(method=r['label'], best_baseline=best['label'], gap=gap, wins=gap > 0,
-                            beyond_std=abs(gap) > noise))
+                            beyond_std=None if single else abs(gap) > noise))
     return out
 
 
