@@ -9,11 +9,13 @@ calibration batches, hooks on the runners pool, per output channel and level, th
 the dense and the pruned output, which a :class:`MomentAccumulator` turns into the bound. Two ways to the pruned sums:
 
 - Gram (exact, no work per level during the pass): runners whose output is affine in input patches (patches.py:
-  Linear, Conv1d/2d/3d, spconv convs, attention out_proj) accumulate the patch Gram matrix; all levels follow from it
-  at the end (gram_levels.py). A reconstruction check on the first call guards the patch form.
-- Per level (any other runner: ConvTranspose, attention in_proj, custom modules): the runner is called again with the
-  weight pruned to every level (``torch.func.functional_call``). spconv submanifold convs reuse the index pairs the
-  dense call built.
+  Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d, spconv convs, attention out_proj) accumulate the patch Gram matrix
+  (conv_gram.py and sparse_patches.py build it without the patches where they can); all levels follow from it at the
+  end (gram_levels.py), at a cost that does not grow with the calibration data. A reconstruction check on the first
+  call (P W^T + b == output) guards the patch form; a runner that fails it goes per level, with a warning.
+- Per level (any other runner: attention in_proj, custom modules): the runner is called again with the weight
+  pruned to every level (``torch.func.functional_call``). spconv submanifold convs reuse the index pairs the dense
+  call built.
 
 ``progress(1)`` is called once per calibration batch and once per layer: total ``len(batches) + len(layers)``.
 """
