@@ -21,6 +21,8 @@ from ..core.pruner import Pruner
 from ..core.schedule import round_targets
 from ..fingerprint import content_digest, plugin_version
 from .calibration import collect_batches, default_task_taps, mmdet3d_forward
+from .distributed import (every_rank, layer_costs, measure_sharded, sync_buffers, tensors_digest, world_free_loader,
+                          write_evidence)
 from .lsi_finetune import LSIFinetuner, dense_statistics
 from .options import parse_taps, validate_static
 from .report import summary, write_report
@@ -156,12 +158,12 @@ class MMPrune4UHook(Hook):
                 raise ValueError('`lsi_loss` needs modality taps: set `taps` with one entry per modality')
             if self.args['lsi_reference'] == 'teacher':
                 teacher = LSIFinetuner.make_teacher(model)
-        result = [None]
-        if get_rank() == 0:
-            stats = None
-            if self.args['lsi_loss'] is not None and self.dense_stats is None:
-                stats = dense_statistics(model, self.modality_taps, batches, mmdet3d_forward)
-            result[0] = (*self._allocate(runner, model, spec, batches), stats)
+        # Every rank runs the same passes on the same batches (the curves sharded, hooks/distributed.py): no rank
+        # waits alone in a collective. Rank 0's result is broadcast, so every rank holds exactly its masks.
+        stats = None
+        if self.args['lsi_loss'] is not None and self.dense_stats is None:
+            stats = dense_statistics(model, self.modality_taps, batches, mmdet3d_forward)
+        result = [(*self._allocate(runner, model, spec, batches), stats)]
         if is_distributed():
             broadcast_object_list(result, src=0)
         self.allocation, curves_costs, stats = result[0]
@@ -169,10 +171,9 @@ class MMPrune4UHook(Hook):
         self.pruner.set_sparsities(self.allocation)
         self._zero_optimizer_state(runner)
         measured = self.pruner.report()
-        if is_distributed():  # evidence that every rank holds the same masks
-            out = Path(runner.work_dir) / 'mmprune4u'
-            out.mkdir(parents=True, exist_ok=True)
-            (out / f'mask_digest_rank{get_rank()}.txt').write_text(self.pruner.digest() + '\n')
+        # evidence that every rank, and a single-process run, holds the same masks and calibration batches
+        write_evidence(Path(runner.work_dir) / 'mmprune4u', get_rank(), mask_digest=self.pruner.digest(),
+                       calib_fingerprint=tensors_digest(batches))
         if measured.zeros == 0:
             raise RuntimeError(f'round {self.rounds_done + 1} pruned no weight (target {target})')
         self.rounds_done += 1
@@ -187,15 +188,14 @@ class MMPrune4UHook(Hook):
 
     def _calibration_loader(self, runner):
         """A fresh, unshuffled loader over the train set (or ``calib_dataloader``): the first N batches, always the
-        same, and the Runner's own training iterator is left untouched."""
+        same (on every DDP rank too: not sharded by rank), and the Runner's own training iterator is left untouched."""
         cfg = copy.deepcopy(self.args['calib_dataloader'] or runner.cfg.train_dataloader)
         if isinstance(cfg.get('dataset'), dict):
             cfg['dataset'] = DATASETS.build(cfg['dataset'])
         if len(cfg['dataset']) == 0:
             raise ValueError('calibration data is empty: the calibration dataset has no samples')
-        cfg['sampler'] = dict(type='DefaultSampler', shuffle=False)
         cfg['persistent_workers'] = False
-        return runner.build_dataloader(cfg, seed=runner.seed)
+        return world_free_loader(runner, cfg)
 
     def _allocate(self, runner, model, spec: AllocationSpec, batches: list) -> tuple[dict, tuple | None]:
         layers = self.pruner.layers
@@ -211,21 +211,29 @@ class MMPrune4UHook(Hook):
     def _curves(self, runner, model, batches: list) -> DistortionCurves:
         cache = self.args['curve_cache']
         path = None if cache is None else Path(cache).with_name(f'{Path(cache).stem}_round{self.rounds_done + 1}.npz')
+        sync_buffers(model)  # DDP: every rank measures rank 0's model (BN statistics drift apart between ranks)
         source = self._curve_source(model, batches)
-        if path is not None and path.is_file():
-            cached = DistortionCurves.load(path)
-            if cached.matches(self.pruner.layers, self.grid, source):
-                runner.logger.info(f'MMPrune4U: curves loaded from {path}')
-                return cached
+        cached = DistortionCurves.load(path) if path is not None and path.is_file() else None
+        if every_rank(cached is not None and cached.matches(self.pruner.layers, self.grid, source)):
+            runner.logger.info(f'MMPrune4U: curves loaded from {path}')
+            return cached
+        if cached is not None:
             runner.logger.warning(f'MMPrune4U: the curve cache {path} was measured for other layers, grid, weights '
                                   'or measurement settings; measuring again and overwriting it')
-        curves = measure_curves(model, self.pruner.layers, batches, mmdet3d_forward, task_taps=self.task_taps,
-                                modality_taps=self.modality_taps, grid=self.grid, estimator=self.args['estimator'],
-                                num_probes=self.args['num_probes'], memoise=self.args['memoise'],
-                                progress=_progress)
+
+        def measure(layers: list) -> DistortionCurves:  # one rank's share of the layers (all of them outside DDP)
+            return measure_curves(model, layers, batches, mmdet3d_forward, task_taps=self.task_taps,
+                                  modality_taps=self.modality_taps, grid=self.grid, estimator=self.args['estimator'],
+                                  num_probes=self.args['num_probes'], memoise=self.args['memoise'],
+                                  progress=_progress if get_rank() == 0 else None)
+
+        def costs() -> list[float]:  # under DDP only: how to split the layers over the ranks
+            return layer_costs(model, self.pruner.layers, batches[0], mmdet3d_forward, estimator=self.args['estimator'])
+        curves = measure_sharded(measure, self.pruner.layers, inputs=(batches, model.state_dict()), costs=costs)
         curves.source = source
-        runner.logger.info(f'MMPrune4U: curves measured ({curves.estimator}): {curves.stats}')
-        if path is not None:
+        runner.logger.info(f'MMPrune4U: curves measured in {curves.stats["seconds"]:.1f} s on {curves.stats["ranks"]} '
+                           f'rank(s) ({curves.estimator}): {curves.stats}')
+        if path is not None and get_rank() == 0:
             path.parent.mkdir(parents=True, exist_ok=True)
             curves.save(path)
         return curves
