@@ -17,8 +17,8 @@ block's bands up to k),
     u_k^T M u_k = U0^T M U0 + 2 D_k . T0 + D_k^T M D_k,
 
 where the last term only involves each channel's few in-block weights: a gather of M on them and a small batched
-product (in the patches' dtype: these terms are small). About 20 C J^2 products plus the gathers in all, for
-any K. While the calibration rows are fewer than J, :class:`PatchMoments` keeps the
+product. About 20 C J^2 products plus the gathers in all, for any K. All in float64: a channel that a level kills
+has var = sum_q^2 / n - mean_q^2 = 0 up to rounding, and its (large, steep) LSI term magnifies that rounding. While the calibration rows are fewer than J, :class:`PatchMoments` keeps the
 rows themselves (smaller than M) and each level is one product with them, N C J.
 """
 from __future__ import annotations
@@ -41,13 +41,11 @@ class PatchMoments:
         self.count = 0
         self.upper: torch.Tensor | None = None  # upper block rows of M (the blocks below the diagonal stay 0)
         self.total: torch.Tensor | None = None
-        self.dtype = torch.float32
 
     def add(self, patches: torch.Tensor) -> None:
         """Add a chunk of patches, (groups, rows, J)."""
         p = patches.detach()
         p = p.float() if p.dtype in (torch.float16, torch.bfloat16) else p
-        self.dtype = p.dtype
         total = torch.bmm(p.new_ones(p.shape[0], 1, p.shape[1]), p)[:, 0].double()  # BLAS: fast, exact enough
         self.total = total if self.total is None else self.total + total
         self.count += p.shape[1]
@@ -58,10 +56,9 @@ class PatchMoments:
             self.upper = _upper_gram(rows) if self.upper is None else self.upper + _upper_gram(rows)
         self.rows = []
 
-    def add_gram(self, gram: torch.Tensor, total: torch.Tensor, count: int, dtype: torch.dtype) -> None:
+    def add_gram(self, gram: torch.Tensor, total: torch.Tensor, count: int) -> None:
         """Add the Gram matrices (groups, J, J), patch sums (groups, J) and number of rows of patches summed
-        elsewhere (conv_gram.py), in ``dtype``."""
-        self.dtype = dtype
+        elsewhere (conv_gram.py, sparse_patches.py)."""
         self.total = total if self.total is None else self.total + total
         self.count += count
         for rows in self.rows:
@@ -94,7 +91,7 @@ def layer_level_sums(stats: PatchMoments, *, weight: torch.Tensor, bias: torch.T
     levels = sum(1 for c in counts if c > 0)
     if stats.upper is None and levels * stats.count * per_group > dim * (stats.count + per_group / BLOCK_LEVELS):
         zeros = torch.zeros(groups, dim, dim, dtype=torch.float64)
-        stats.add_gram(zeros, zeros[:, 0], 0, stats.dtype)  # folds the rows into the Gram matrix
+        stats.add_gram(zeros, zeros[:, 0], 0)  # folds the rows into the Gram matrix
     terms = []
     for g in range(groups):
         b = bias[g * per_group:(g + 1) * per_group]
@@ -103,7 +100,7 @@ def layer_level_sums(stats: PatchMoments, *, weight: torch.Tensor, bias: torch.T
                                           counts))
         else:
             terms.append(level_sums(gram=stats.gram(g), patch_sum=stats.total[g], weight=weight[g], bias=b,
-                                    rank=rank[g], counts=counts, small_dtype=stats.dtype))
+                                    rank=rank[g], counts=counts))
     return tuple(torch.cat([t[i] for t in terms], 1) for i in range(3))
 
 
@@ -121,8 +118,7 @@ def _rows_level_sums(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
 
 
 def level_sums(*, gram: torch.Tensor, patch_sum: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-               rank: torch.Tensor, counts: Sequence[int],
-               small_dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               rank: torch.Tensor, counts: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The three level-dependent terms above, for one group of output channels.
 
     Args:
@@ -132,7 +128,6 @@ def level_sums(*, gram: torch.Tensor, patch_sum: torch.Tensor, weight: torch.Ten
         bias: b, (C,).
         rank: (C, J) rank of each weight in the global magnitude order of its layer.
         counts: Number of weights the layer loses at each level (non-decreasing).
-        small_dtype: dtype of the in-block terms (small: the patches' own precision is enough).
 
     Returns:
         (lin, cross, quad), each (levels, C) float64: m . u, u . (M w + b m) and u^T M u, where u is w masked to
@@ -145,15 +140,14 @@ def level_sums(*, gram: torch.Tensor, patch_sum: torch.Tensor, weight: torch.Ten
     band = torch.searchsorted(counts_t, rank.contiguous(), right=True)  # first level removing it; levels: never
     out = [torch.zeros(levels, w.shape[0], dtype=torch.float64) for _ in range(3)]
     step = max(1, round(levels * BLOCK_LEVELS))
-    gram_small = gram.to(small_dtype)
     for k0 in range(0, levels, step):
         k1 = min(levels, k0 + step)
         before = w * (band < k0)
-        t0 = (before.to(small_dtype) @ gram_small).double()
+        t0 = before @ gram
         base = ((before @ m), (before * pull).sum(1), (t0 * before).sum(1))
         bins = torch.where((band >= k0) & (band < k1), band - k0, k1 - k0)  # k1 - k0: not in this block
         lin = [_binned_cumsum(w * v, bins, k1 - k0) for v in (m.expand_as(w), pull, 2 * t0)]
-        inner = _in_block_quad(gram_small, w, bins, k1 - k0)
+        inner = _in_block_quad(gram, w, bins, k1 - k0)
         for i, (b0, extra) in enumerate(zip(base, (lin[0], lin[1], lin[2] + inner))):
             out[i][k0:k1] = (b0[:, None] + extra).T
     return out[0], out[1], out[2]

@@ -129,13 +129,19 @@ class _LayerProbe:
             return self.levels
         rank = torch.empty_like(self.order)
         rank[self.order] = torch.arange(self.order.numel())
+        rank = rank[self.plan.index]
         weight = self.plan.weight(self.weight)
         bias = self.plan.bias if self.plan.bias is not None else weight.new_zeros(weight.shape[0] * weight.shape[1])
         counts = [int(round(s * self.weight.numel())) for s in self.grid]
-        lin, cross, quad = layer_level_sums(self.patches, weight=weight, bias=bias, rank=rank[self.plan.index],
-                                            counts=counts)
+        lin, cross, quad = layer_level_sums(self.patches, weight=weight, bias=bias, rank=rank, counts=counts)
         s_p, ss_p = self.dense
-        return [MomentAccumulator(n=self.n, s_p=s_p, ss_p=ss_p, s_q=s_p - lin[k], ss_q=ss_p - 2 * cross[k] + quad[k])
+        s_q, ss_q = s_p - lin, ss_p - 2 * cross + quad
+        # a channel that loses all its weights outputs its bias: exact sums (its steep LSI term would magnify the
+        # rounding of the sums above)
+        dead = rank.reshape(-1, rank.shape[-1]).amax(1) < torch.as_tensor(counts)[:, None]
+        b = bias.double().expand_as(s_q)
+        s_q, ss_q = torch.where(dead, self.n * b, s_q), torch.where(dead, self.n * b * b, ss_q)
+        return [MomentAccumulator(n=self.n, s_p=s_p, ss_p=ss_p, s_q=s_q[k], ss_q=ss_q[k])
                 if s > 0 else MomentAccumulator() for k, s in enumerate(self.grid)]
 
 

@@ -51,7 +51,7 @@ class PatchMap:
     index: torch.Tensor
     bias: torch.Tensor | None
     chunks: Callable[[tuple, dict, Any], Chunks]
-    gram: Callable[[tuple, dict, Any], tuple[torch.Tensor, torch.Tensor, int, torch.dtype]] | None = None
+    gram: Callable[[tuple, dict, Any], tuple[torch.Tensor, torch.Tensor, int]] | None = None
 
     def weight(self, weight: torch.Tensor) -> torch.Tensor:
         """``weight`` (the layer's, any layout) in patch order."""
@@ -162,4 +162,4 @@ def _conv_chunks(conv: nn.Module, args: tuple, kwargs: dict, output: torch.Tenso
 def _conv_gram(conv: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor):
     x, stride, _ = _conv_input(conv, args, kwargs, output)
     gram, total, rows = conv_gram(x, conv.kernel_size, conv.dilation)
-    return gram[None], total[None], rows, torch.float64 if x.dtype == torch.float64 else torch.float32
+    return gram[None], total[None], rows

@@ -51,7 +51,7 @@ def sparse_chunks(conv: nn.Module, args: tuple, kwargs: dict,
 
 
 def sparse_gram(conv: nn.Module, args: tuple, kwargs: dict, output: Any):
-    """(M, m, rows, dtype) of the patches, M without the zeros: block (o, o') sums over the output sites that have
+    """(M, m, rows) of the patches, M without the zeros: block (o, o') sums over the output sites that have
     an input neighbour at both offsets only (LiDAR sites have few of their 27 neighbours)."""
     x, out = with_reused_pairs(conv, args, output)[0], output.features
     table = neighbour_table(conv, x, out.shape[0])
@@ -74,8 +74,7 @@ def sparse_gram(conv: nn.Module, args: tuple, kwargs: dict, output: Any):
                 block = (a[sel].T @ feats[table[rows[sel], o2]]).double()
                 gram[o, :, o2] = block
                 gram[o2, :, o] = block.T
-    dtype = torch.float64 if feats.dtype == torch.float64 else torch.float32
-    return gram.reshape(1, kv * channels, -1), total.reshape(1, -1), out.shape[0], dtype
+    return gram.reshape(1, kv * channels, -1), total.reshape(1, -1), out.shape[0]
 
 
 def neighbour_table(conv: nn.Module, x: Any, n_out: int) -> torch.Tensor | None:
