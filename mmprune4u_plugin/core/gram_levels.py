@@ -17,9 +17,11 @@ block's bands up to k),
     u_k^T M u_k = U0^T M U0 + 2 D_k . T0 + D_k^T M D_k,
 
 where the last term only involves each channel's few in-block weights: a gather of M on them and a small batched
-product. About 20 C J^2 products plus the gathers in all, for any K. All in float64: a channel that a level kills
-has var = sum_q^2 / n - mean_q^2 = 0 up to rounding, and its (large, steep) LSI term magnifies that rounding. While the calibration rows are fewer than J, :class:`PatchMoments` keeps the
-rows themselves (smaller than M) and each level is one product with them, N C J.
+product. About 20 C J^2 products plus the gathers in all, for any K. All in float64: a channel that a level nearly
+kills has var = sum_q^2 / n - mean_q^2 near 0, and its (large, steep) LSI term magnifies rounding there.
+
+While the calibration rows are fewer than J, :class:`PatchMoments` keeps the rows themselves (smaller than M), and
+if a product with them per level (K N C J) is cheaper than M and the blocked sweep, each level is one such product.
 """
 from __future__ import annotations
 
