@@ -17,9 +17,12 @@ def test_forms_match_closed_form_and_scale():
     fisher = LogSobolevLoss(loss_weight=2.0, modality_weights=dict(cam=0.5), form='fisher')
     assert fisher(dict(cam=[pruned]), dict(cam=[dense]), dict(cam=1)).item() == pytest.approx(
         2.0 * 0.5 * smoothed_divergence(**kw, fisher=True).mean().item(), rel=1e-5)
-    bound = LogSobolevLoss()  # the default form is the scale-free LSI bound
+    bound = LogSobolevLoss(form='kl_bound')
     assert bound(dict(cam=[pruned]), dict(cam=[dense]), dict(cam=1)).item() == pytest.approx(
         smoothed_divergence(**kw).mean().item(), rel=1e-5)
+    default = LogSobolevLoss()  # log(1 + B) per channel
+    assert default(dict(cam=[pruned]), dict(cam=[dense]), dict(cam=1)).item() == pytest.approx(
+        torch.log1p(smoothed_divergence(**kw)).mean().item(), rel=1e-5)
     # the KL bound is scale-free, the Fisher information is not
     assert bound(dict(cam=[10 * pruned]), dict(cam=[10 * dense]), dict(cam=1)).item() == pytest.approx(
         bound(dict(cam=[pruned]), dict(cam=[dense]), dict(cam=1)).item(), rel=1e-4)
@@ -34,3 +37,14 @@ def test_forms_match_closed_form_and_scale():
 def test_bad_args(kwargs, message):
     with pytest.raises(ValueError, match=message):
         LogSobolevLoss(**kwargs)
+
+
+def test_default_form_has_bounded_gradients_in_the_log_variance():
+    # log(1 + B): d/d log(var_q) of the variance part is tanh(log r), so at most 1 in magnitude, for any collapse
+    loss = LogSobolevLoss()
+    for log_var in (-30.0, -8.0, -1.0, 0.0, 1.0, 8.0, 30.0):
+        t = torch.tensor([log_var], dtype=torch.float64, requires_grad=True)
+        feat = torch.tensor([-1.0, 1.0], dtype=torch.float64)[:, None] * torch.exp(t / 2)  # mean 0, var e^t
+        value = loss(dict(cam=[feat]), dict(cam=[(torch.zeros(1), torch.ones(1))]), dict(cam=1))
+        value.backward()
+        assert torch.isfinite(value) and abs(t.grad.item()) <= 1.0 + 1e-9

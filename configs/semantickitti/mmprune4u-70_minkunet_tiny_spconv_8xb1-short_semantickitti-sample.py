@@ -7,4 +7,4 @@ _base_ = ['./minkunet_tiny_spconv_8xb1-short_semantickitti-sample.py']
 default_hooks = dict(mmprune4u=dict(
     type='MMPrune4UHook', sparsity=0.7, allocator='mmprune4u', estimator='exact', calib_batches=1,
     grid=[0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95], modalities=dict(lidar=['backbone', 'decode_head']),
-    taps=dict(lidar='backbone'), lsi_loss=dict(type='LogSobolevLoss', form='kl_bound', loss_weight=0.1)))
+    taps=dict(lidar='backbone'), lsi_loss=dict(type='LogSobolevLoss', loss_weight=0.1)))

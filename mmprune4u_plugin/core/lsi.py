@@ -8,14 +8,21 @@ For a channel with dense distribution p = N(mu, s2) and pruned distribution q = 
 (p is Gaussian, so it satisfies the LSI with constant s2.) Everything is differentiable and batched over channels.
 
 Conditioning (why a smoothing variance): a channel that pruning kills has s2~ = 0, so r = 0 and the bound is
-infinite; a dense channel with a tiny s2 makes dmu^2 / s2 explode. Both features are compared after adding the same
-independent Gaussian noise N(0, eps) to each channel: p_eps = N(mu, s2 + eps), q_eps = N(mu~, s2~ + eps). These are
-still Gaussians, the bound above is still the exact LSI bound of KL(q_eps || p_eps) (and, by the data-processing
-inequality, KL(q_eps || p_eps) <= KL(q || p)). With eps = kappa * mean_c(s2_c) (kappa = SMOOTHING, 1e-2), a killed
-channel of average variance costs (r - 1)^2 / (2 r) with r = kappa / (1 + kappa): about 49, finite and large; the
-dmu^2 term of a near-constant dense channel is at most dmu^2 / (2 eps); and a collapsed channel still gets a
-gradient that raises its variance (no clamp to sit at). The smoothing is scale-free: scaling a tap by a constant
-leaves the bound unchanged.
+infinite; a dense channel with a tiny s2 makes dmu^2 / s2 and r explode. Both features are compared after adding the
+same independent Gaussian noise N(0, eps) to each channel: p_eps = N(mu, s2 + eps), q_eps = N(mu~, s2~ + eps). These
+are still Gaussians, the bound above is still the exact LSI bound of KL(q_eps || p_eps) (and, by the data-processing
+inequality, KL(q_eps || p_eps) <= KL(q || p)). The noise level follows the larger of the two feature scales:
+
+    eps = kappa * max(mean_c s2_c, mean_c s2~_c)        (kappa = SMOOTHING = 1e-2, no gradient through eps)
+
+Consequences, each tested: a killed channel of average variance costs (r - 1)^2 / (2 r) with r = kappa / (1 + kappa),
+about 49, finite and large; the dmu^2 term of a near-constant dense channel is at most dmu^2 / (2 eps); a collapsed
+channel keeps a gradient that raises its variance (no clamp to sit at); the value is scale-free; and the variance
+part of the channel mean is bounded by construction, whatever either side does: for r >= 1, (r - 1)^2 / (2 r) <= r / 2
+and mean_c r_c <= 1 + mean_c s2~_c / eps <= 1 + 1 / kappa; symmetrically for r < 1. So
+mean_c (r_c - 1)^2 / (2 r_c) <= 1 + 1 / kappa (= 101) per tapped tensor. (A reference that does not match the
+student at all, e.g. eval-mode statistics of a randomly initialised model whose BN running statistics are still
+(0, 1), therefore costs at most that much instead of 1e11.)
 """
 from __future__ import annotations
 
@@ -45,9 +52,13 @@ def gaussian_kl(*, mu_q: torch.Tensor, var_q: torch.Tensor, mu_p: torch.Tensor, 
     return 0.5 * (torch.log(var_p / var_q) + (var_q + (mu_q - mu_p) ** 2) / var_p - 1)
 
 
-def smoothing_variance(var_p: torch.Tensor, *, kappa: float = SMOOTHING) -> torch.Tensor:
-    """eps = max(kappa * mean_c(var_p), ABS_SMOOTHING), a constant (no gradient) shared by the tap's channels."""
-    return torch.clamp(var_p.detach().mean() * kappa, min=ABS_SMOOTHING)
+def smoothing_variance(var_p: torch.Tensor, var_q: torch.Tensor | None = None, *,
+                       kappa: float = SMOOTHING) -> torch.Tensor:
+    """eps = max(kappa * max(mean_c var_p, mean_c var_q), ABS_SMOOTHING): a constant (no gradient) for the tap."""
+    scale = var_p.detach().clamp_min(0).mean()
+    if var_q is not None:
+        scale = torch.maximum(scale, var_q.detach().clamp_min(0).mean())
+    return torch.clamp(scale * kappa, min=ABS_SMOOTHING)
 
 
 def smoothed_divergence(*, mu_q: torch.Tensor, var_q: torch.Tensor, mu_p: torch.Tensor, var_p: torch.Tensor,
@@ -56,7 +67,7 @@ def smoothed_divergence(*, mu_q: torch.Tensor, var_q: torch.Tensor, mu_p: torch.
 
     ``var_q`` / ``var_p`` may be zero (killed or dead channels): the result is finite by construction.
     """
-    eps = smoothing_variance(var_p, kappa=kappa)
+    eps = smoothing_variance(var_p, var_q, kappa=kappa)
     fn = relative_fisher_information if fisher else lsi_kl_bound
     return fn(mu_q=mu_q, var_q=var_q.clamp_min(0) + eps, mu_p=mu_p, var_p=var_p.clamp_min(0) + eps)
 

@@ -30,7 +30,7 @@ CASES = {
                             modalities=dict(camera=['img_', 'view_transform'], lidar=['pts_middle_encoder'],
                                             fusion=['fusion_layer', 'pts_backbone', 'pts_neck', 'bbox_head']),
                             taps=dict(camera='view_transform', lidar='pts_middle_encoder'),
-                            lsi_loss=dict(type='LogSobolevLoss', loss_weight=1.0, form='kl_bound'))),
+                            lsi_loss=dict(type='LogSobolevLoss', loss_weight=1.0))),
     'centerpoint': ('nuscenes-v1.0-mini-sample', 'centerpoint/centerpoint_tiny_8xb1-short_nus-sample.py', dict(
         estimator='fisher', num_probes=2, grid=[0.0, 0.5, 0.8, 0.95], modalities=dict(lidar=['pts_']), taps=dict(lidar='pts_neck'))),
     'minkunet': ('semantickitti-sample', 'semantickitti/minkunet_tiny_spconv_8xb1-short_semantickitti-sample.py', dict(

@@ -3,10 +3,13 @@
 BEVFusion-Lite tiny (nuScenes keyframe) and MVX-Net tiny (KITTI frame); random and briefly trained weights;
 lambda in {0.1, 1, 10}; five seeds (each a different random model and calibration of the pruning), 30 SGD steps
 each, no seed chosen to pass. The bound: every channel's smoothed LSI term is at most what a killed channel costs
-plus the mean shift over the smoothing variance, so the channel-mean loss of a healthy run stays far below
-``BOUND`` per unit of lambda; a diverging run (the old loss went 9e-15 -> 3e3 -> 1e8 -> NaN) does not.
+plus the mean shift over the smoothing variance, and the default form trains on log(1 + B), so the loss of a healthy
+run stays far below ``BOUND_PER_TENSOR`` per tapped tensor and unit of lambda; a diverging run (the old loss went
+9e-15 -> 3e3 -> 1e8 -> NaN) does not. Marked slow: 3-5 s per SGD step on 2 CPU cores (the default run has the same
+matrix on a small model, tests/hooks/test_lsi_finetune_stability.py).
 """
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -35,7 +38,7 @@ LAMBDAS = (0.1, 1.0, 10.0)
 SEEDS = range(5)
 STEPS = 30
 TRAIN_STEPS = 10
-BOUND = 100.0  # per unit of lambda; a killed channel of average variance costs about 49
+BOUND_PER_TENSOR = math.log1p(1e4)  # channel mean of log(1 + B) per tapped tensor, B = 1e4: far beyond a killed channel
 
 
 def _total(losses: dict) -> torch.Tensor:
@@ -77,11 +80,11 @@ def _shrunk(name: str):
     build_from_config(config)  # registers the plugin and mmdet3d's modules
     cfg = Config.fromfile(str(REPO / 'configs' / config))
     if name == 'bevfusion_lite':
-        cfg.model.view_transform.update(image_size=[64, 176], feature_size=[8, 22])
+        cfg.model.view_transform.update(image_size=[64, 192], feature_size=[8, 24])
         dataset_cfg = cfg.train_dataloader.dataset.dataset
         for step in dataset_cfg.pipeline:
             if step['type'] == 'MultiViewImageResizeCrop':
-                step['final_size'] = [64, 176]
+                step["final_size"] = [64, 192]
     else:
         dataset_cfg = cfg.train_dataloader.dataset.dataset
         for step in dataset_cfg.pipeline:
@@ -119,13 +122,15 @@ def _check(name: str, weights: str, lambdas) -> None:
             values = _finetune(fresh, pruner, taps, stats, lam, batch)
             assert all(np.isfinite(values)), (seed, lam, values)
             worst[(seed, lam)] = max(values) / lam
-    assert max(worst.values()) < BOUND, worst
+    tensors = sum(len(v) for v in stats.values())
+    assert max(worst.values()) < BOUND_PER_TENSOR * tensors, worst
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('weights', ['random', 'trained'])
 @pytest.mark.parametrize('name', sorted(MODELS))
 def test_lsi_loss_bounded_through_sgd_at_the_largest_lambda(name, weights):
-    """Every seed at lambda = 10, where the regulariser dominates the step (the default test run)."""
+    """Every seed at lambda = 10, where the regulariser dominates the step."""
     _check(name, weights, (10.0,))
 
 

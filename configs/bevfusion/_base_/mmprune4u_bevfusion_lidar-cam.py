@@ -12,5 +12,5 @@ default_hooks = dict(mmprune4u=dict(
     modalities=dict(camera=['^img_', r'^v(iew_)?transform'], lidar=['^pts_middle_encoder'],
                     fusion=['^fusion_layer', '^pts_backbone', '^pts_neck', '^bbox_head']),
     taps=dict(camera='view_transform', lidar='pts_middle_encoder'),
-    lsi_loss=dict(type='LogSobolevLoss', loss_weight=1.0, form='kl_bound'), lsi_reference='teacher',
+    lsi_loss=dict(type='LogSobolevLoss', loss_weight=1.0), lsi_reference='teacher',
     curve_cache='work_dirs/mmprune4u_bevfusion_lidar-cam_curves.npz'))

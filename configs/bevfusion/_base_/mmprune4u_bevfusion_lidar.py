@@ -11,5 +11,5 @@ default_hooks = dict(mmprune4u=dict(
     beta=1.0,
     modalities=dict(lidar=['^pts_middle_encoder'], fusion=['^pts_backbone', '^pts_neck', '^bbox_head']),
     taps=dict(lidar='pts_middle_encoder'),
-    lsi_loss=dict(type='LogSobolevLoss', loss_weight=1.0, form='kl_bound'), lsi_reference='teacher',
+    lsi_loss=dict(type='LogSobolevLoss', loss_weight=1.0), lsi_reference='teacher',
     curve_cache='work_dirs/mmprune4u_bevfusion_lidar_curves.npz'))
