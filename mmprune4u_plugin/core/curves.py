@@ -213,6 +213,6 @@ def measure_curves(model: nn.Module, layers: Sequence[PrunableLayer], batches: S
                                             num_probes=num_probes, progress=tick('fisher curves', len(batches)))
             down = {}
         local = local_lsi_curves(model, layers, grid_arr, batches, forward_fn,
-                                 progress=tick('layer-local LSI', len(batches)))
+                                 progress=tick('layer-local LSI', len(batches) + len(layers)))
     return DistortionCurves([lay.name for lay in layers], [lay.modality for lay in layers],
                             [lay.numel for lay in layers], grid_arr, task, local, down, est, stats)
