@@ -82,9 +82,13 @@ def neighbour_table(conv: nn.Module, x: Any, n_out: int) -> torch.Tensor | None:
     number of input sites where there is none), read from ``conv`` itself (module docstring); None if the probe
     does not give one integer per entry."""
     n_in, device = x.features.shape[0], x.features.device
+    kv = math.prod(conv.kernel_size)
+    if kv == 1 and getattr(conv, 'subm', False) and n_out == n_in:
+        # a 1x1x1 submanifold conv maps each site to itself (and spconv's 1x1 path reshapes the weight with the
+        # module's own channel counts, so the probe below cannot run on it)
+        return torch.arange(n_in, device=device)[:, None]
     dtype = torch.float64 if device.type == 'cpu' else x.features.dtype
     base = 2 ** 52 if dtype == torch.float64 else 256
-    kv = math.prod(conv.kernel_size)
     weight = torch.zeros(kv, kv, conv.in_channels, dtype=dtype, device=device)
     weight[torch.arange(kv), torch.arange(kv), 0] = 1
     params = {'weight': weight.view(kv, *conv.kernel_size, conv.in_channels)}
@@ -96,7 +100,10 @@ def neighbour_table(conv: nn.Module, x: Any, n_out: int) -> torch.Tensor | None:
     scale = 1
     while True:
         feats[:, 0] = (index // scale % base + 1).to(dtype)
-        digit = functional_call(conv, params, (x.replace_feature(feats),)).features
+        try:
+            digit = functional_call(conv, params, (x.replace_feature(feats),)).features
+        except RuntimeError:  # a conv kind whose forward does not take a probe weight (the caller falls back)
+            return None
         if digit.shape != (n_out, kv) or not torch.equal(digit, digit.round()) or digit.min() < 0 or digit.max() > base:
             return None
         present = digit > 0

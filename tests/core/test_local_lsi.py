@@ -197,16 +197,17 @@ def test_sparse_convs_gram_equals_per_level_reference(spconv_nn, dtype, tol):
             self.down = sp.SparseConv3d(6, 5, 3, stride=2, padding=1, indice_key='d1', bias=False)
             self.up = sp.SparseInverseConv3d(5, 3, 3, indice_key='d1', bias=False)
             self.subm_c = sp.SubMConv3d(3, 3, (1, 3, 1), bias=False)
+            self.subm_1 = sp.SubMConv3d(3, 2, 1, bias=False)  # spconv's 1x1 path (MinkUNet has these)
 
         def forward(self, feats):
             x = spconv_nn.SparseConvTensor(feats, indices, [size] * 3, batch)
-            return self.subm_c(self.up(self.down(self.subm_b(self.subm_a(x)))))
+            return self.subm_1(self.subm_c(self.up(self.down(self.subm_b(self.subm_a(x))))))
 
     model = SparseNet().to(dtype).eval()
     batches = [torch.randn(len(indices), 4, generator=gen).to(dtype) for _ in range(2)]
     layers = find_prunable_layers(model)
     assert [lay.kind for lay in layers] == ['SubMConv3d', 'SubMConv3d', 'SparseConv3d', 'SparseInverseConv3d',
-                                            'SubMConv3d']
+                                            'SubMConv3d', 'SubMConv3d']
     fast = local_lsi_moments(model, layers, GRID, batches, _forward)
     ref = local_lsi_moments(model, layers, GRID, batches, _forward, use_gram=False)
     _assert_same_moments(fast, ref, tol)
