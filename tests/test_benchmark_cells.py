@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def small_plan(**kw) -> Plan:
-    base = dict(config='c.py', seeds=[0, 1], sparsities=[0.5, 0.9], methods=['global', 'rd'],
+    base = dict(config='c.py', seeds=[0, 1], splits={'val': {}, 'test': {'test_dataloader.dataset.data_root': 't/'}}, sparsities=[0.5, 0.9], methods=['global', 'rd'],
                 beta=dict(values=[0, 1], sparsity=0.8, choose_on_val=True, default=1.0),
                 dense=dict(iters=4, eval_every=2), lsi_loss=dict(type='LogSobolevLoss'),
                 finetune=dict(sparsities=[0.9], rows=[('dense', 'task'), ('rd', 'lsi')]))
@@ -67,6 +67,7 @@ def test_expand_orders_cells_and_shares_seed_free_ones():
     (dict(sparsities=[1.0]), 'in \\(0, 1\\)'),
     (dict(lsi_loss=None), 'lsi_loss'),
     (dict(splits={'val': {}}), 'val and test'),
+    (dict(splits={'val': {}, 'test': {}}), 'same data'),
 ])
 def test_plan_validation(change, message):
     with pytest.raises(ValueError, match=message):
@@ -139,6 +140,17 @@ def test_progress_line_shows_position_and_eta(tmp_path):
     assert lines[0].startswith('[bench 1/3] oneshot global magnitude 50% seed-free on test: done in 10s: NDS 0.5000')
     assert lines[0].endswith('ETA 20s')  # two cells left at the measured 10 s each (not the 100 s default)
     assert lines[-1].endswith('ETA 0s')
+
+
+def test_eta_counts_stored_results_as_stale_once_they_turn_out_stale(tmp_path):
+    cells = [Cell('oneshot', method='global', sparsity=s, split='test') for s in (0.5, 0.7, 0.9)]
+    run(tmp_path, FakeExecutor(), cells)
+    clock = iter(range(0, 1000, 10)).__next__
+    store = CellStore(tmp_path)
+    lines = []
+    stale = FakeExecutor(inputs={c.id: 'v2' for c in cells})  # e.g. the plugin changed: everything reruns
+    run_cells(cells, store, stale, Progress(cells, store, {}, write=lines.append, clock=clock), clock=clock)
+    assert lines[0].endswith('ETA 20s')  # not 0s: the stored results are stale like the first one
 
 
 def test_fmt_duration():

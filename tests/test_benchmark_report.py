@@ -12,7 +12,7 @@ from _bench.plan import Cell, Plan, plan_summary  # noqa: E402
 
 
 def plan() -> Plan:
-    return Plan(config='c.py', seeds=[0, 1], sparsities=[0.8], methods=['global', 'rd', 'mmprune4u_local'],
+    return Plan(config='c.py', seeds=[0, 1], splits={'val': {}, 'test': {'x': 1}}, sparsities=[0.8], methods=['global', 'rd', 'mmprune4u_local'],
                 beta=dict(values=[0, 1], sparsity=0.8, choose_on_val=True, default=1.0),
                 dense=dict(iters=4, eval_every=2), lsi_loss=dict(type='LogSobolevLoss'),
                 finetune=dict(sparsities=[0.8], rows=[('dense', 'task'), ('mmprune4u_local', 'lsi')]))

@@ -104,7 +104,7 @@ def ensure_data(plan: Plan, work: Path) -> None:
 def default_seconds(plan: Plan) -> dict[str, float]:
     """Rough per-cell times on 2 CPU cores before any cell of a kind has run (the ETA then uses measured ones)."""
     ft_iters = float(plan.finetune.get('options', {}).get('train_cfg.max_iters', 100))
-    return dict(dense_train=1.0 * float(plan.dense.get('iters', 0)), dense_eval=45, curves=300, beta=60,
+    return dict(dense_train=1.0 * float(plan.dense.get('iters', 0)), dense_eval=45, curves=1500, beta=60,
                 oneshot=60, additivity=150, costs=900, finetune=1.2 * ft_iters + 70)
 
 

@@ -16,7 +16,7 @@ hook = dict(estimator='exact', grid=[0.0] + [round(0.05 * i, 2) for i in range(1
             modalities=dict(camera=['img_', 'view_transform'], lidar=['pts_middle_encoder'],
                             fusion=['fusion_layer', 'pts_backbone', 'pts_neck', 'bbox_head']),
             taps=dict(camera='view_transform', lidar='pts_middle_encoder'), lsi_reference='dense_stats')
-calib = dict(samples=4, batch_size=2)
+calib = dict(samples=2, batch_size=2)  # one batch, as the demo: the curves cost grows with it
 dense = dict(iters=900, eval_every=300, plateau_tol=0.01, options={
     'train_cfg.max_iters': 900,
     'param_scheduler': [dict(type='CosineAnnealingLR', T_max=900, eta_min=1e-4, by_epoch=False, begin=0, end=900)],

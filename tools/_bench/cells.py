@@ -72,8 +72,9 @@ class Progress:
     """One line per cell: ``[bench 12/80] <label>: <what happened> | elapsed 25m, ETA 1h12m``.
 
     The ETA sums, over the cells still to come, the mean duration of finished cells of the same kind in this run,
-    else the duration recorded in the cell's previous result, else ``defaults[kind]``; cells whose stored result
-    already exists are counted as free (they are usually reused).
+    else the duration recorded in the cell's previous result, else ``defaults[kind]``. A cell with a stored result
+    counts with the share of stored results that turned out stale so far in this run (none seen yet: free), since
+    whether it is reused is known only once the cells before it have run.
     """
 
     def __init__(self, cells: Sequence[Cell], store: CellStore, defaults: dict[str, float],
@@ -84,17 +85,20 @@ class Progress:
         self.start = clock()
         self.durations: dict[str, list[float]] = {}
         self.previous = {c.id: (self.store.load(c) or {}) for c in self.cells}
+        self.stored_seen = self.stored_stale = 0
 
     def estimate(self, cell: Cell) -> float:
         record = self.previous.get(cell.id, {})
-        if record.get('status') == 'done':
-            return 0.0
         seen = self.durations.get(cell.kind)
-        if seen:
-            return sum(seen) / len(seen)
-        return float(record.get('seconds') or self.defaults.get(cell.kind, 60.0))
+        full = sum(seen) / len(seen) if seen else float(record.get('seconds') or self.defaults.get(cell.kind, 60.0))
+        if record.get('status') == 'done':
+            return full * (self.stored_stale / self.stored_seen if self.stored_seen else 0.0)
+        return full
 
     def report(self, index: int, cell: Cell, message: str, seconds: float | None = None) -> None:
+        if self.previous.get(cell.id, {}).get('status') == 'done':
+            self.stored_seen += 1
+            self.stored_stale += seconds is not None  # it ran again
         if seconds is not None:
             self.durations.setdefault(cell.kind, []).append(seconds)
         remaining = sum(self.estimate(c) for c in self.cells[index + 1:])

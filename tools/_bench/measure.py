@@ -208,6 +208,8 @@ def _estimator_costs(ex, cell, hook, model, batches, settings) -> dict:
     layers, grid = hook.pruner.layers, np.asarray(hook.grid, dtype=np.float64)
     exact_c = DistortionCurves.load(_curves_record_path(ex, cell.seed))
     _check_batches(exact_c, batches)
+    if list(exact_c.names) != [lay.name for lay in layers]:
+        raise RuntimeError('the seed\'s curves were measured for other layers')
     n_sub = max(1, min(int(settings.get('plain_layers', 12)), len(layers)))
     subset = sorted({int(round(i)) for i in np.linspace(0, len(layers) - 1, n_sub)})
     kw = dict(task_taps=hook.task_taps, modality_taps=dict(hook.modality_taps))

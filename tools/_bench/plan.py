@@ -149,6 +149,9 @@ class Plan:
                 raise ValueError('`finetune.rows` asks for the LSI variant but `lsi_loss` is None')
         if self.splits.keys() != {'val', 'test'}:
             raise ValueError(f'`splits` must define exactly val and test, but got {sorted(self.splits)}')
+        if self.splits['val'] == self.splits['test']:
+            raise ValueError('`splits` val and test are the same data: the tables would be on the split that beta '
+                             'is tuned on; point `splits.test` at another set')
 
     def finetune_rows(self) -> list[tuple[str, str]]:
         return [tuple(r) for r in self.finetune.get('rows', [])]
