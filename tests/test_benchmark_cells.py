@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def small_plan(**kw) -> Plan:
-    base = dict(config='c.py', seeds=[0, 1], splits={'val': {}, 'test': {'test_dataloader.dataset.data_root': 't/'}}, sparsities=[0.5, 0.9], methods=['global', 'rd'],
+    base = dict(config='c.py', seeds=[0, 1], splits={'val': {}, 'test': {'test_dataloader.dataset.data_root': 't/'}},
+                sparsities=[0.5, 0.9], methods=['global', 'rd'],
                 beta=dict(values=[0, 1], sparsity=0.8, choose_on_val=True, default=1.0),
                 dense=dict(iters=4, eval_every=2), lsi_loss=dict(type='LogSobolevLoss'),
                 finetune=dict(sparsities=[0.9], rows=[('dense', 'task'), ('rd', 'lsi')]))
@@ -54,7 +55,8 @@ def test_expand_orders_cells_and_shares_seed_free_ones():
     assert 'oneshot/global/s50/seed-free/test' in ids and 'oneshot/global/s50/seed0/test' not in ids
     assert {'oneshot/rd/s90/seed0/test', 'oneshot/rd/s90/seed1/test'} <= set(ids)
     assert ids.index('curves/seed1') < ids.index('beta/rd/beta0/s80/seed0/val') < ids.index('oneshot/rd/s50/seed0/test')
-    assert ids.index('oneshot/rd/s90/seed1/test') < ids.index('additivity/seed0') < ids.index('finetune/dense-task/seed0/test')
+    assert ids.index('oneshot/rd/s90/seed1/test') < ids.index('additivity/seed0') \
+        < ids.index('finetune/dense-task/seed0/test')
     assert 'finetune/rd-lsi/s90/seed1/test' in ids
     assert len(set(ids)) == len(ids)
     with_ckpt = [c.id for c in expand(small_plan(), train_dense=False)]

@@ -12,7 +12,8 @@ from _bench.plan import Cell, Plan, plan_summary  # noqa: E402
 
 
 def plan() -> Plan:
-    return Plan(config='c.py', seeds=[0, 1], splits={'val': {}, 'test': {'x': 1}}, sparsities=[0.8], methods=['global', 'rd', 'mmprune4u_local'],
+    return Plan(config='c.py', seeds=[0, 1], splits={'val': {}, 'test': {'x': 1}}, sparsities=[0.8],
+                methods=['global', 'rd', 'mmprune4u_local'],
                 beta=dict(values=[0, 1], sparsity=0.8, choose_on_val=True, default=1.0),
                 dense=dict(iters=4, eval_every=2), lsi_loss=dict(type='LogSobolevLoss'),
                 finetune=dict(sparsities=[0.8], rows=[('dense', 'task'), ('mmprune4u_local', 'lsi')]))
@@ -70,7 +71,8 @@ def test_tables_report_mean_std_over_seeds_and_modalities():
     fig = report.figures(records(p), p)
     rows = {r['method']: r for r in fig['oneshot']['0.8']}
     assert rows['global']['seed_free'] and rows['global']['n'] == 1 and rows['global']['NDS']['std'] == 0
-    assert rows['rd']['NDS']['mean'] == pytest.approx(0.23) and rows['rd']['NDS']['std'] == pytest.approx(0.0141421, 1e-4)
+    assert rows['rd']['NDS']['mean'] == pytest.approx(0.23)
+    assert rows['rd']['NDS']['std'] == pytest.approx(0.0141421, 1e-4)
     assert rows['mmprune4u_local']['modalities'] == dict(camera=0.9, lidar=0.5, fusion=0.2)
     ft = fig['finetune']['0.8']
     assert ft[0]['method'] == 'dense' and ft[0]['n'] == 2

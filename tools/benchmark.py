@@ -140,7 +140,8 @@ def main(argv=None) -> None:
     os.chdir(REPO)  # configs name data roots relative to the repository
     work.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    meta = dict(title=plan.name, command='python tools/benchmark.py ' + ' '.join(sys.argv[1:] if argv is None else argv),
+    argv_shown = sys.argv[1:] if argv is None else argv
+    meta = dict(title=plan.name, command='python tools/benchmark.py ' + ' '.join(argv_shown),
                 date=time.strftime('%Y-%m-%d %H:%M %Z'), machine=machine(), config=args.config or plan.config,
                 checkpoint=args.checkpoint or 'trained by the benchmark (cell dense_train)', plan=plan_summary(plan),
                 work_dir=str(work))

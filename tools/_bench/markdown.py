@@ -113,8 +113,8 @@ def render(meta: dict, fig: dict, plots: dict[str, str]) -> str:
            f'- Machine: {meta["machine"]}',
            f'- Model config: `{meta["config"]}`; dense checkpoint: {meta["checkpoint"]}',
            f'- Seeds {plan["seeds"]} (a seed sets the calibration samples and the finetuning data order); '
-           f'calibration: {plan["calib"]["samples"]} train sample(s) per seed; splits: tuning (β) on **val**, every table '
-           f'below on **test** (another generated set), except the β sweep.']
+           f'calibration: {plan["calib"]["samples"]} train sample(s) per seed; splits: tuning (β) on **val**, '
+           f'every table below on **test** (another generated set), except the β sweep.']
     if fig['cut']:
         out += ['- Cut from the full protocol: ' + '; '.join(fig['cut']) + '.']
     if fig['failed']:

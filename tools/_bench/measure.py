@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from .cells import MissingInput
-from .plan import METHODS, Cell
+from .plan import Cell
 from .stats import pearson, spearman
 
 
