@@ -46,4 +46,6 @@ def test_three_variants_trained_evaluated_and_tabled(tmp_path):
     assert f'Load checkpoint from {out / "stage2_fused_init.pth"}' in (out / 'stage2_lidar-camera.log').read_text()
 
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and '] train ' not in again.stdout and '] evaluate ' not in again.stdout  # cached
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert ' done in ' not in again.stdout and 'stale' not in again.stdout  # every stage reused, none rerun
+    assert again.stdout.count(': reused (key ') == 14  # data, 6 trainings, 6 evaluations, the fused init
