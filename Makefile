@@ -4,7 +4,7 @@ PY := .venv/bin/python
 STAMP := .venv/.mmprune4u-stamp
 PYTEST_ARGS ?=
 
-.PHONY: env demo test test-all clean-env
+.PHONY: env demo test test-all bench clean-env
 
 env: $(STAMP)
 
@@ -16,6 +16,9 @@ demo: env
 
 test: env
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: env
+	$(PY) tools/benchmark.py $(BENCH_ARGS)
 
 test-all: env
 	$(PY) -m pytest $(PYTEST_ARGS)
