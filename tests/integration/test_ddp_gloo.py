@@ -1,6 +1,5 @@
 """Two CPU ranks (gloo) through mmengine's launcher: both ranks hold identical masks and reach the target."""
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -9,15 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from zoo import REPO, require_sample
+from zoo import REPO, free_port, require_sample
 
 pytest.importorskip('mmdet3d')
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def test_two_gloo_ranks_identical_masks(tmp_path):
@@ -30,7 +23,7 @@ def test_two_gloo_ranks_identical_masks(tmp_path):
                    "custom_hooks = [dict(type='MMPrune4UHook', sparsity=0.7, grid=[0.0, 0.5, 0.8, 0.95], "
                    "calib_batches=1)]\n")
     work = tmp_path / 'work'
-    proc = subprocess.run([str(torchrun), '--nproc_per_node=2', f'--master_port={_free_port()}', 'tools/train.py',
+    proc = subprocess.run([str(torchrun), '--nproc_per_node=2', f'--master_port={free_port()}', 'tools/train.py',
                            str(cfg), '--launcher', 'pytorch', '--work-dir', str(work)],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]

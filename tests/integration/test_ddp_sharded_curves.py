@@ -2,7 +2,6 @@
 same masks (tools/train.py with ``--launcher pytorch`` under torchrun, as in DESIGN §4)."""
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,18 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zoo import REPO, SHARED_DATA, require_sample
+from zoo import REPO, SHARED_DATA, free_port, require_sample
 
 pytest.importorskip('mmdet3d')
 
 NEAR = [0, -20, -3, 35, 20, 1]
 FULL = [0, -39.68, -3, 69.12, 39.68, 1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def _config(work: Path) -> Path:
@@ -54,7 +47,7 @@ def _train(work: Path, ranks: int) -> str:
         torchrun = shutil.which('torchrun')
     cfg = _config(work)
     cmd = [sys.executable, 'tools/train.py', str(cfg), '--work-dir', str(work)] if ranks == 1 else \
-        [str(torchrun), f'--nproc_per_node={ranks}', f'--master_port={_free_port()}', 'tools/train.py', str(cfg),
+        [str(torchrun), f'--nproc_per_node={ranks}', f'--master_port={free_port()}', 'tools/train.py', str(cfg),
          '--launcher', 'pytorch', '--work-dir', str(work)]
     env = dict(os.environ, OMP_NUM_THREADS='1')  # torchrun's default per rank; the same for the single process
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)

@@ -8,7 +8,6 @@ import os
 import pickle
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from zoo import REPO, SHARED_DATA, require_sample
+from zoo import REPO, SHARED_DATA, free_port, require_sample
 
 pytest.importorskip('mmdet3d')
 from mmengine.config import Config  # noqa: E402
@@ -235,12 +234,6 @@ def test_without_the_plugin_import_the_recommended_form_fails(tmp_path):
     assert 'Epoch(train)' not in proc.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def test_torchrun_two_ranks(tmp_path):
     """``torchrun --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch`` (gloo stands in for NCCL)."""
     require_sample('kitti-sample')
@@ -249,7 +242,7 @@ def test_torchrun_two_ranks(tmp_path):
     out = ok(upstream('train', CONFIGS / PP, '--launcher', 'pytorch', '--work-dir', tmp_path / 'w', '--cfg-options',
                       'train_cfg.max_iters=2', *LAMP, 'model_wrapper_cfg.device_ids=None',
                       'model_wrapper_cfg.broadcast_buffers=False', cwd=tmp_path,
-                      launcher=[torchrun, '--nproc_per_node=2', f'--master_port={_free_port()}'],
+                      launcher=[torchrun, '--nproc_per_node=2', f'--master_port={free_port()}'],
                       MMPRUNE4U_UPSTREAM_GLOO='1'))
     assert 'Distributed training: True' in out
     assert checkpoint_sparsity(CONFIGS / PP, last_checkpoint(tmp_path / 'w')) == pytest.approx(0.7, abs=1e-3)

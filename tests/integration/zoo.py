@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,10 @@ def build_from_config(config: str, split: str = 'train'):
     dataset_cfg = loader.dataset
     dataset = DATASETS.build(dataset_cfg)
     return cfg, model, dataset
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now (for a torchrun master)."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
