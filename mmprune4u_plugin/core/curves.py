@@ -27,6 +27,7 @@ from .estimate_exact import exact_curves
 from .estimate_fisher import fisher_curves
 from .layers import PrunableLayer, get_weight
 from .local_lsi import local_lsi_curves
+from .sampled_levels import SampledR
 from .taps import Tap
 
 
@@ -189,8 +190,11 @@ def measure_curves(model: nn.Module, layers: Sequence[PrunableLayer], batches: S
                    forward_fn: Callable[[nn.Module, Any], Any], *, task_taps: Sequence[Tap],
                    modality_taps: Mapping[str, Tap] | None = None, grid: Sequence[float] = DEFAULT_GRID,
                    estimator: str = Estimator.EXACT, num_probes: int = 8, memoise: bool = True,
+                   local_r: SampledR = SampledR(),
                    progress: Callable[[str, int], Callable[[int], None]] | None = None) -> DistortionCurves:
     """Measure the curves of ``layers`` in eval mode on the calibration ``batches`` (weights are left unchanged).
+
+    ``local_r`` says how the layer-local regulariser is measured (exact, sampled or per layer, sampled_levels.py).
 
     ``progress(description, total)`` may return a callback advanced once per unit of work.
     """
@@ -213,6 +217,6 @@ def measure_curves(model: nn.Module, layers: Sequence[PrunableLayer], batches: S
                                             num_probes=num_probes, progress=tick('fisher curves', len(batches)))
             down = {}
         local = local_lsi_curves(model, layers, grid_arr, batches, forward_fn,
-                                 progress=tick('layer-local LSI', len(batches) + len(layers)))
+                                 progress=tick('layer-local LSI', len(batches) + len(layers)), sample=local_r)
     return DistortionCurves([lay.name for lay in layers], [lay.modality for lay in layers],
                             [lay.numel for lay in layers], grid_arr, task, local, down, est, stats)

@@ -172,18 +172,24 @@ def _with_modality(layer: PrunableLayer, modalities: Mapping[str, Sequence[str]]
     return layer
 
 
-def module_by_name(model: nn.Module, name: str) -> nn.Module:
-    """The submodule with canonical ``name`` (with or without a wrapper's ``module.`` prefix)."""
+def module_index(model: nn.Module) -> dict[str, nn.Module]:
+    """Every submodule by canonical name (look-ups of many layers build it once)."""
+    return {canonical_name(n): m for n, m in model.named_modules()}
+
+
+def module_by_name(model: nn.Module, name: str, modules: dict[str, nn.Module] | None = None) -> nn.Module:
+    """The submodule with canonical ``name`` (with or without a wrapper's ``module.`` prefix); ``modules``: a
+    :func:`module_index` of ``model``."""
     name = canonical_name(name)
-    modules = {canonical_name(n): m for n, m in model.named_modules()}
+    modules = module_index(model) if modules is None else modules
     if name not in modules:
         raise ValueError(f'model has no module named {name!r}')
     return modules[name]
 
 
-def get_weight(model: nn.Module, layer: PrunableLayer) -> torch.Tensor:
+def get_weight(model: nn.Module, layer: PrunableLayer, modules: dict[str, nn.Module] | None = None) -> torch.Tensor:
     """The weight parameter of ``layer`` in ``model``."""
-    return getattr(module_by_name(model, layer.module_name), layer.param_name)
+    return getattr(module_by_name(model, layer.module_name, modules), layer.param_name)
 
 
 def weights_fingerprint(model: nn.Module, layers: Sequence[PrunableLayer]) -> str:

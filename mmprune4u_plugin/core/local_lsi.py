@@ -22,6 +22,7 @@ the dense and the pruned output, which a :class:`MomentAccumulator` turns into t
 from __future__ import annotations
 
 import warnings
+import zlib
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -30,9 +31,11 @@ from torch import nn
 from torch.func import functional_call
 
 from .gram_levels import PatchMoments, layer_level_sums
-from .layers import PrunableLayer, get_weight, module_by_name
+from .layers import PrunableLayer, get_weight, module_by_name, module_index
 from .lsi import MomentAccumulator
+from .patch_rows import patch_rows
 from .patches import PatchMap, patch_map
+from .sampled_levels import SampledR, exact_is_cheaper, exact_level_count, sampled_level_sums
 from .sparse_patches import NotAffine, with_reused_pairs
 from .taps import tensors_in
 
@@ -55,10 +58,19 @@ def pruned_copy(weight: torch.Tensor, order: torch.Tensor, sparsity: float) -> t
 class _LayerProbe:
     """Pools one layer's dense and pruned output sums over the calibration pass (module docstring)."""
 
-    def __init__(self, model: nn.Module, layer: PrunableLayer, grid: Sequence[float], use_gram: bool) -> None:
+    def __init__(self, model: nn.Module, layer: PrunableLayer, grid: Sequence[float], use_gram: bool,
+                 sample: SampledR | None = None, num_batches: int = 1,
+                 modules: dict[str, nn.Module] | None = None) -> None:
         self.layer, self.grid = layer, [float(s) for s in grid]
-        self.runner = module_by_name(model, layer.runner)
-        self.weight = get_weight(model, layer)
+        self.sample = None if sample is None or sample.mode == 'exact' else sample
+        self.num_batches = max(1, num_batches)
+        self.rate: float | None = None  # share of each call's rows kept (sampled mode), set on the first call
+        self.sampled: list[torch.Tensor] = []  # kept patch rows (groups, rows, J) and their 1 / probability
+        self.row_weight: list[torch.Tensor] = []
+        self.gen = torch.Generator().manual_seed((sample.seed if sample else 0) * 1_000_003 + zlib.crc32(
+            layer.name.encode()))
+        self.runner = module_by_name(model, layer.runner, modules)
+        self.weight = get_weight(model, layer, modules)
         self.order = magnitude_order(self.weight)
         self.plan: PatchMap | None = patch_map(self.runner, layer) if use_gram else None
         self.checked = False
@@ -68,7 +80,9 @@ class _LayerProbe:
 
     def __call__(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         self.calls += 1
-        if self.plan is not None and self._pool_gram(args, kwargs, output):
+        if self.calls == 1 and self.sample is not None and self.sample.mode == 'auto' and self.plan is not None:
+            self._choose_route(output)
+        if self.plan is not None and (self._pool_sample if self.sample else self._pool_gram)(args, kwargs, output):
             return
         args = with_reused_pairs(self.runner, args, output)
         dense = tensors_in(output)[0]
@@ -77,6 +91,16 @@ class _LayerProbe:
                 params = {self.layer.runner_param: pruned_copy(self.weight, self.order, s)}
                 pruned = tensors_in(functional_call(module, params, args, kwargs))[0]
                 self.levels[k].add(pruned, dense, self._channel_dim(dense))
+
+    def _choose_route(self, output: Any) -> None:
+        """``auto``: the exact route where it costs no more than sampling (rows of all batches guessed from the
+        first call's)."""
+        dense = tensors_in(output)[0]
+        rows = dense.numel() // max(1, dense.shape[self._channel_dim(dense)]) * self.num_batches
+        _, channels, dim = self.plan.index.shape
+        if exact_is_cheaper(self.sample, rows=rows, dim=dim, channels=channels,
+                            num_levels=sum(1 for s in self.grid if s > 0)):
+            self.sample = None
 
     def _channel_dim(self, out: torch.Tensor) -> int:
         """The layer's channel dim, or 0 for a conv run on an unbatched input (output (C, *spatial))."""
@@ -103,12 +127,52 @@ class _LayerProbe:
             warnings.warn(f'layer {self.layer.name!r}: {err}; its local regulariser is measured level by level')
             self.plan = None
             return False
+        self._add_dense(dense)
+        return True
+
+    def _pool_sample(self, args: tuple, kwargs: dict, output: Any) -> bool:
+        """Sampled mode: keep each patch row with probability min(1, c |P_n|^2), c set on the first call so that
+        about ``sample.rows`` rows are kept over the calibration batches (sampled_levels.py)."""
+        dense = tensors_in(output)[0]
+        flat = dense.detach().movedim(self._channel_dim(dense), -1)
+        flat = flat.reshape(-1, flat.shape[-1])
+        try:
+            found = patch_rows(self.runner, args, kwargs, output)
+            norms, gather = found if found is not None else self._chunk_rows(args, kwargs, output)
+            if norms.numel() != flat.shape[0]:
+                raise RuntimeError(f'layer {self.layer.name!r}: {norms.numel()} patch rows for {flat.shape[0]} '
+                                   'output rows')
+            if not self.checked:
+                first = torch.arange(min(CHECK_ROWS, flat.shape[0]))
+                self._check(gather(first), flat[first])
+        except NotAffine as err:
+            if self.sampled:
+                raise RuntimeError(f'layer {self.layer.name!r}: {err} after earlier calls were affine') from err
+            warnings.warn(f'layer {self.layer.name!r}: {err}; its local regulariser is measured level by level')
+            self.plan = None
+            return False
+        if self.rate is None:
+            mass = float(norms.double().sum())
+            self.rate = self.sample.rows / (mass * self.num_batches) if mass > 0 else 0.0
+        prob = (self.rate * norms.double()).clamp(max=1.0)
+        keep = (torch.rand(prob.shape, generator=self.gen, dtype=torch.float64) < prob).nonzero()[:, 0]
+        if keep.numel():
+            self.sampled.append(gather(keep).to(torch.float32))
+            self.row_weight.append(1.0 / prob[keep])
+        self._add_dense(dense)
+        return True
+
+    def _chunk_rows(self, args: tuple, kwargs: dict, output: Any):
+        """(norms, gather) from the patch chunks themselves, for runners patch_rows.py does not cover."""
+        rows = torch.cat([patches.detach() for patches, _ in self.plan.chunks(args, kwargs, output)], 1)
+        return rows.float().square().sum((0, 2)), lambda idx: rows[:, idx]
+
+    def _add_dense(self, dense: torch.Tensor) -> None:
         flat = dense.detach().movedim(self._channel_dim(dense), -1)
         flat = flat.reshape(-1, flat.shape[-1]).double()
         sums = torch.stack([flat.sum(0), (flat * flat).sum(0)])
         self.dense = sums if self.dense is None else self.dense + sums
         self.n += flat.shape[0]
-        return True
 
     def _check(self, patches: torch.Tensor, out: torch.Tensor) -> None:
         weight, bias = self.plan.weight(self.weight), self.plan.bias
@@ -119,6 +183,20 @@ class _LayerProbe:
         if not torch.allclose(rec, out.double(), rtol=1e-4, atol=1e-5 * scale + 1e-12):
             raise NotAffine(f'{type(self.runner).__name__} output is not P W^T + b of its patches')
         self.checked = True
+
+    def _sampled_sums(self, weight: torch.Tensor, bias: torch.Tensor, rank: torch.Tensor,
+                      counts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s_q, ss_q) of every level from the kept rows and the exact dense sums (sampled_levels.py)."""
+        groups, per_group, dim = weight.shape
+        rows = torch.cat(self.sampled, 1) if self.sampled else weight.new_zeros(groups, 0, dim)
+        row_weight = torch.cat(self.row_weight) if self.row_weight else torch.zeros(0, dtype=torch.float64)
+        levels = exact_level_count(self.sample, rows=self.n, kept=rows.shape[1], weights=self.weight.numel(),
+                                   num_levels=sum(c > 0 for c in counts))
+        part = [slice(g * per_group, (g + 1) * per_group) for g in range(groups)]
+        terms = [sampled_level_sums(rows[g], row_weight, weight=weight[g], bias=bias[part[g]], rank=rank[g],
+                                    counts=counts, levels=levels, numel=self.weight.numel(), n=self.n,
+                                    dense=self.dense[:, part[g]]) for g in range(groups)]
+        return torch.cat([t[0] for t in terms], 1), torch.cat([t[1] for t in terms], 1)
 
     def finish(self) -> list[MomentAccumulator]:
         """One accumulator per grid level (empty, i.e. R = 0, at sparsity 0)."""
@@ -133,9 +211,12 @@ class _LayerProbe:
         weight = self.plan.weight(self.weight)
         bias = self.plan.bias if self.plan.bias is not None else weight.new_zeros(weight.shape[0] * weight.shape[1])
         counts = [int(round(s * self.weight.numel())) for s in self.grid]
-        lin, cross, quad = layer_level_sums(self.patches, weight=weight, bias=bias, rank=rank, counts=counts)
         s_p, ss_p = self.dense
-        s_q, ss_q = s_p - lin, ss_p - 2 * cross + quad
+        if self.sample is None:
+            lin, cross, quad = layer_level_sums(self.patches, weight=weight, bias=bias, rank=rank, counts=counts)
+            s_q, ss_q = s_p - lin, ss_p - 2 * cross + quad
+        else:
+            s_q, ss_q = self._sampled_sums(weight, bias, rank, counts)
         # a channel that loses all its weights outputs its bias: exact sums (its steep LSI term would magnify the
         # rounding of the sums above)
         dead = rank.reshape(-1, rank.shape[-1]).amax(1) < torch.as_tensor(counts)[:, None]
@@ -148,9 +229,11 @@ class _LayerProbe:
 def local_lsi_moments(model: nn.Module, layers: Sequence[PrunableLayer], grid: Sequence[float],
                       batches: Sequence[Any], forward_fn: Callable[[nn.Module, Any], Any],
                       progress: Callable[[int], None] | None = None, *,
-                      use_gram: bool = True) -> list[list[MomentAccumulator]]:
-    """[L][K] pooled moments of each layer's dense and pruned output (``use_gram=False``: every layer per level)."""
-    probes = [_LayerProbe(model, layer, grid, use_gram) for layer in layers]
+                      use_gram: bool = True, sample: SampledR | None = None) -> list[list[MomentAccumulator]]:
+    """[L][K] pooled moments of each layer's dense and pruned output (``use_gram=False``: every layer per level;
+    ``sample``: affine layers from a sample of their rows, sampled_levels.py)."""
+    modules = module_index(model)
+    probes = [_LayerProbe(model, layer, grid, use_gram, sample, len(batches), modules) for layer in layers]
     busy = [False]
 
     def guarded(probe: _LayerProbe):
@@ -184,7 +267,7 @@ def local_lsi_moments(model: nn.Module, layers: Sequence[PrunableLayer], grid: S
 
 def local_lsi_curves(model: nn.Module, layers: Sequence[PrunableLayer], grid: Sequence[float],
                      batches: Sequence[Any], forward_fn: Callable[[nn.Module, Any], Any],
-                     progress: Callable[[int], None] | None = None) -> np.ndarray:
+                     progress: Callable[[int], None] | None = None, sample: SampledR | None = None) -> np.ndarray:
     """[L, K] array: channel-mean LSI-KL bound of each layer's output at each grid level (column 0 is 0)."""
-    moments = local_lsi_moments(model, layers, grid, batches, forward_fn, progress)
+    moments = local_lsi_moments(model, layers, grid, batches, forward_fn, progress, sample=sample)
     return np.array([[acc.kl_bound() for acc in row] for row in moments], dtype=np.float64)

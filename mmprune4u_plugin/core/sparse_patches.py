@@ -1,10 +1,11 @@
 """spconv sparse convolutions as gathers of input features: the neighbour table, patch chunks, the Gram matrix.
 
-Which input site feeds output site n through kernel offset o is read from the module itself: one call with feature 0
-= input index + 1 (float64 on CPU, exact) and a weight that copies feature 0 at offset o to output channel o yields
-the (rows, offsets) neighbour table, whatever the kind (submanifold, strided, transposed, inverse) and however
-spconv stores its index pairs. Other dtypes (CUDA) send the index in base-256 digits, one call each. Patch row n is
-then the input features at its neighbours (zeros where there is none), in the weight's (offset, C_in) order (KRSC).
+Which input site feeds output site n through kernel offset o: first from the index pairs spconv kept for the conv's
+``indice_key`` (:func:`pairs_table`, checked against the output), else read from the module itself: one call with
+feature 0 = input index + 1 (float32 on CPU: exact below 2^24 sites per digit) and a weight that copies feature 0
+at offset o to output channel o yields the (rows, offsets) neighbour table, whatever the kind (submanifold, strided,
+transposed, inverse). Other dtypes (CUDA) send the index in base-256 digits, one call each. Patch row n is then the
+input features at its neighbours (zeros where there is none), in the weight's (offset, C_in) order (KRSC).
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def with_reused_pairs(runner: nn.Module, args: tuple, output: Any) -> tuple:
 def sparse_chunks(conv: nn.Module, args: tuple, kwargs: dict,
                   output: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     x, out = with_reused_pairs(conv, args, output)[0], output.features
-    table = neighbour_table(conv, x, out.shape[0])
+    table = neighbour_table(conv, x, out.shape[0], output)
     if table is None:
         raise NotAffine(f'{type(conv).__name__}: the neighbour probe gave no integer index table')
     feats = torch.cat([x.features, x.features.new_zeros(1, x.features.shape[1])])
@@ -54,7 +55,7 @@ def sparse_gram(conv: nn.Module, args: tuple, kwargs: dict, output: Any):
     """(M, m, rows) of the patches, M without the zeros: block (o, o') sums over the output sites that have
     an input neighbour at both offsets only (LiDAR sites have few of their 27 neighbours)."""
     x, out = with_reused_pairs(conv, args, output)[0], output.features
-    table = neighbour_table(conv, x, out.shape[0])
+    table = neighbour_table(conv, x, out.shape[0], output)
     if table is None:
         raise NotAffine(f'{type(conv).__name__}: the neighbour probe gave no integer index table')
     feats, (kv, channels) = x.features.detach(), (table.shape[1], x.features.shape[1])
@@ -77,18 +78,23 @@ def sparse_gram(conv: nn.Module, args: tuple, kwargs: dict, output: Any):
     return gram.reshape(1, kv * channels, -1), total.reshape(1, -1), out.shape[0]
 
 
-def neighbour_table(conv: nn.Module, x: Any, n_out: int) -> torch.Tensor | None:
+def neighbour_table(conv: nn.Module, x: Any, n_out: int, output: Any = None) -> torch.Tensor | None:
     """(n_out, kernel volume) index of the input site that feeds each output site through each kernel offset (the
     number of input sites where there is none), read from ``conv`` itself (module docstring); None if the probe
-    does not give one integer per entry."""
+    does not give one integer per entry. With the call's ``output``, spconv's own index pairs are tried first
+    (no extra conv call), and kept only if they reproduce the output (:func:`pairs_table`)."""
+    if output is not None:
+        table = pairs_table(conv, x, output)
+        if table is not None:
+            return table
     n_in, device = x.features.shape[0], x.features.device
     kv = math.prod(conv.kernel_size)
     if kv == 1 and getattr(conv, 'subm', False) and n_out == n_in:
         # a 1x1x1 submanifold conv maps each site to itself (and spconv's 1x1 path reshapes the weight with the
         # module's own channel counts, so the probe below cannot run on it)
         return torch.arange(n_in, device=device)[:, None]
-    dtype = torch.float64 if device.type == 'cpu' else x.features.dtype
-    base = 2 ** 52 if dtype == torch.float64 else 256
+    dtype = torch.float32 if device.type == 'cpu' else x.features.dtype
+    base = 2 ** 24 if device.type == 'cpu' else 256  # float32 integers are exact below 2^24 (CUDA: TF32, digits)
     weight = torch.zeros(kv, kv, conv.in_channels, dtype=dtype, device=device)
     weight[torch.arange(kv), torch.arange(kv), 0] = 1
     params = {'weight': weight.view(kv, *conv.kernel_size, conv.in_channels)}
@@ -111,3 +117,47 @@ def neighbour_table(conv: nn.Module, x: Any, n_out: int) -> torch.Tensor | None:
         scale *= base
         if scale >= n_in:
             return torch.where(present, table, torch.full_like(table, n_in))
+
+
+def pairs_table(conv: nn.Module, x: Any, output: Any, check_rows: int = 64) -> torch.Tensor | None:
+    """The neighbour table from the index pairs spconv kept for ``conv.indice_key`` (native algorithm: pairs
+    (2, kernel volume, L) of input and output sites per offset; a submanifold conv stores the offsets before the
+    centre only, the rest are their mirror images and the centre is the identity; an inverse conv reads its
+    forward conv's pairs backwards), or None when there are none or the table does not reproduce ``output`` on
+    ``check_rows`` rows spread over it."""
+    data = getattr(output, 'indice_dict', {}).get(getattr(conv, 'indice_key', None))
+    pairs, counts = getattr(data, 'indice_pairs', None), getattr(data, 'indice_pair_num', None)
+    kv = math.prod(conv.kernel_size)
+    if pairs is None or counts is None or pairs.dim() != 3 or pairs.shape[:2] != (2, kv) or counts.numel() != kv:
+        return None
+    n_in, n_out = x.features.shape[0], output.features.shape[0]
+    src, dst = (1, 0) if getattr(conv, 'inverse', False) else (0, 1)
+    table = torch.full((n_out, kv), n_in, dtype=torch.long, device=x.features.device)
+    counts = counts.long().tolist()
+    centre = kv // 2
+    mirrored = bool(getattr(conv, 'subm', False)) and not any(counts[centre:])
+    for o, num in enumerate(counts):
+        p_in, p_out = pairs[src, o, :num].long(), pairs[dst, o, :num].long()
+        table[p_out, o] = p_in
+        if mirrored:
+            table[p_in, kv - 1 - o] = p_out
+    if mirrored:
+        if n_in != n_out:
+            return None
+        table[:, centre] = torch.arange(n_out, device=table.device)
+    return table if _reproduces(conv, x.features, table, output.features, check_rows) else None
+
+
+def _reproduces(conv: nn.Module, feats: torch.Tensor, table: torch.Tensor, out: torch.Tensor, rows: int) -> bool:
+    """Whether gathering through ``table`` and applying the conv's weight (KRSC) gives ``out`` on a few rows."""
+    if table.shape[0] == 0:
+        return True
+    pick = torch.linspace(0, table.shape[0] - 1, min(rows, table.shape[0]), device=table.device).long()
+    padded = torch.cat([feats, feats.new_zeros(1, feats.shape[1])]).double()
+    patches = padded[table[pick]].reshape(pick.numel(), -1)
+    weight = conv.weight.detach().double().reshape(conv.weight.shape[0], -1)
+    rec = patches @ weight.T
+    if getattr(conv, 'bias', None) is not None:
+        rec = rec + conv.bias.detach().double()
+    ref = out[pick].detach().double()
+    return bool(torch.allclose(rec, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max() if ref.numel() else 0) + 1e-9))

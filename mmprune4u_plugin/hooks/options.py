@@ -1,11 +1,13 @@
 """Static validation of MMPrune4UHook arguments (no runner needed): each error names the arg and its value."""
 from __future__ import annotations
 
+import dataclasses
 from enum import StrEnum
 from typing import Any, Mapping
 
 from ..core.allocation import AllocatorName
 from ..core.curves import Estimator, RegulariserForm, validate_grid
+from ..core.sampled_levels import SampledR
 from ..core.schedule import Schedule, round_targets
 from ..core.taps import Tap
 
@@ -43,6 +45,17 @@ def parse_taps(taps: Mapping[str, Any] | None) -> tuple[list[Tap] | None, dict[s
     return task, {m: parse_tap(m, spec) for m, spec in taps.items()}
 
 
+def parse_local_r(spec: Any) -> SampledR:
+    """``'auto'`` / ``'exact'`` / ``'sampled'``, or ``dict(mode=..., rows=..., levels=..., share=..., seed=...)``."""
+    if isinstance(spec, str):
+        return SampledR(mode=spec)
+    fields = {f.name for f in dataclasses.fields(SampledR)}
+    if isinstance(spec, Mapping) and set(spec) <= fields:
+        return SampledR(**spec)
+    raise ValueError(f"`local_r` must be 'auto', 'exact', 'sampled' or a dict with keys from {sorted(fields)}, "
+                     f'but got local_r: {spec!r}')
+
+
 def validate_static(args: Mapping[str, Any]) -> None:
     """Everything about the hook's arguments that can be checked without a model."""
     s = args['sparsity']
@@ -71,3 +84,4 @@ def validate_static(args: Mapping[str, Any]) -> None:
             raise ValueError(f'`layer_bounds[{p!r}]` must be (s_min, s_max) with 0 <= s_min <= s_max <= 1, '
                              f'but got {b}')
     parse_taps(args['taps'])
+    parse_local_r(args['local_r'])

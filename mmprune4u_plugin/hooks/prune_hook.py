@@ -24,7 +24,7 @@ from .calibration import collect_batches, default_task_taps, mmdet3d_forward
 from .distributed import (every_rank, layer_costs, measure_sharded, sync_buffers, tensors_digest, world_free_loader,
                           write_evidence)
 from .lsi_finetune import LSIFinetuner, dense_statistics
-from .options import parse_taps, validate_static
+from .options import parse_local_r, parse_taps, validate_static
 from .report import summary, write_report
 
 CHECKPOINT_KEY = 'mmprune4u'
@@ -54,7 +54,8 @@ class MMPrune4UHook(Hook):
                  include: Sequence[str] = (), exclude: Sequence[str] = (), schedule: str = 'one_shot',
                  rounds: int = 1, interval: int | None = None, by_epoch: bool = False, curve_cache: str | None = None,
                  report: bool = True, lsi_loss: dict | None = None, lsi_reference: str = 'dense_stats',
-                 num_bins: int = 10_000, memoise: bool = True, prune_frozen: bool = True) -> None:
+                 num_bins: int = 10_000, memoise: bool = True, prune_frozen: bool = True,
+                 local_r: str | Mapping[str, Any] = 'auto') -> None:
         args = dict(locals())
         args.pop('self')
         args.pop('__class__', None)
@@ -62,6 +63,7 @@ class MMPrune4UHook(Hook):
         self.args = args
         self.task_taps, self.modality_taps = parse_taps(taps)
         self.grid = tuple(DEFAULT_GRID if grid is None else grid)
+        self.local_r = parse_local_r(local_r)
         self.targets = round_targets(float(sparsity), rounds=rounds, schedule=schedule)
         self.spec = AllocationSpec(float(sparsity), allocator, beta, regulariser, dict(modality_weights or {}),
                                    {p: tuple(b) for p, b in dict(layer_bounds or {}).items()}, tuple(keep_dense),
@@ -225,7 +227,7 @@ class MMPrune4UHook(Hook):
             return measure_curves(model, layers, batches, mmdet3d_forward, task_taps=self.task_taps,
                                   modality_taps=self.modality_taps, grid=self.grid, estimator=self.args['estimator'],
                                   num_probes=self.args['num_probes'], memoise=self.args['memoise'],
-                                  progress=_progress if get_rank() == 0 else None)
+                                  local_r=self.local_r, progress=_progress if get_rank() == 0 else None)
 
         def costs() -> list[float]:  # under DDP only: how to split the layers over the ranks
             return layer_costs(model, self.pruner.layers, batches[0], mmdet3d_forward, estimator=self.args['estimator'])
@@ -243,6 +245,7 @@ class MMPrune4UHook(Hook):
         statistics included), the calibration batches (so their samples and pipeline), the modality grouping, how
         they are measured, and the plugin's code."""
         settings = {k: self.args[k] for k in ('estimator', 'num_probes', 'calib_batches', 'memoise')}
+        settings['local_r'] = repr(self.local_r)
         settings['taps'] = [repr(t) for t in self.task_taps] + [f'{m}={t!r}' for m, t in self.modality_taps.items()]
         settings['modalities'] = [(lay.name, lay.modality) for lay in self.pruner.layers]
         settings['plugin'] = plugin_version()
