@@ -1,7 +1,9 @@
-"""Cost of the layer-local regulariser R on an mmdet3d model: the Gram path against the per-level path.
+"""Cost of the layer-local regulariser R on an mmdet3d model: sampled, auto, exact (Gram) and per-level routes.
 
-Prints the time of one calibration forward; of the Gram path at the default grid (100 levels), split into the
-calibration pass and the level sums of each layer; and of the per-level path (every runner called again with its
+Prints the time of one calibration forward; of the sampled and auto routes (``local_r``, sampled_levels.py) with
+the error of their R against the exact route (relative error over every layer and level where exact R > 1e-6, and
+the Spearman correlation of the layers' R at 50 / 70 / 90%); of the exact Gram path at the default grid (100 levels),
+split into the calibration pass and the level sums of each layer; and of the per-level path (every runner called again with its
 weight pruned to each level, as local R was measured before), timed on 1 level and on 1 + len(``--old-levels``)
 levels and extrapolated linearly to the grid (its cost per level is constant). Checks that both paths give the
 same moments on the levels measured by both, and prints the ratios. CPU timings on a shared machine are noisy:
@@ -80,6 +82,24 @@ def _max_rel_diff(fast, ref) -> float:
     return worst
 
 
+def _local_r(moments) -> 'np.ndarray':
+    import numpy as np
+    return np.array([[acc.kl_bound() for acc in row] for row in moments])
+
+
+def _r_error(approx, exact) -> str:
+    """Relative error where exact R > 1e-6 (median, 90th percentile, max) and the layers' rank correlation."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from mmprune4u_plugin.core.curves import DEFAULT_GRID
+    mask = exact > 1e-6
+    rel = np.abs(approx - exact)[mask] / exact[mask]
+    rho = [spearmanr(exact[:, DEFAULT_GRID.index(s)], approx[:, DEFAULT_GRID.index(s)])[0] for s in (0.5, 0.7, 0.9)]
+    return (f'relative error median {np.median(rel):.3f}, p90 {np.quantile(rel, 0.9):.3f}, max {rel.max():.2f}; '
+            f'Spearman at 50/70/90% {rho[0]:.3f} / {rho[1]:.3f} / {rho[2]:.3f}')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--model', choices=sorted(MODELS), default='second')
@@ -94,6 +114,7 @@ def main() -> None:
     from mmprune4u_plugin.core.layers import find_prunable_layers, module_by_name
     from mmprune4u_plugin.core.local_lsi import local_lsi_moments
     from mmprune4u_plugin.core.patches import patch_map
+    from mmprune4u_plugin.core.sampled_levels import SampledR
     from mmprune4u_plugin.hooks.calibration import mmdet3d_forward
 
     if args.threads:
@@ -112,7 +133,7 @@ def main() -> None:
     stamps = []
     start = time.perf_counter()
     fast = local_lsi_moments(model, layers, DEFAULT_GRID, batches, mmdet3d_forward,
-                             progress=lambda n: stamps.append(time.perf_counter()))
+                             progress=lambda n: stamps.append(time.perf_counter()), sample=SampledR('exact'))
     new = time.perf_counter() - start
     new_pass = stamps[len(batches) - 1] - start
     per_layer = [b - a for a, b in zip(stamps[len(batches) - 1:], stamps[len(batches):])]
@@ -131,11 +152,20 @@ def main() -> None:
     diff = _max_rel_diff([[row[k] for k in shared] for row in fast], ref)
 
     nb = len(batches)
+    exact_r = _local_r(fast)
+    approx = {}
+    for mode in ('sampled', 'auto'):
+        start = time.perf_counter()
+        moments = local_lsi_moments(model, layers, DEFAULT_GRID, batches, mmdet3d_forward, sample=SampledR(mode))
+        approx[mode] = (time.perf_counter() - start, _local_r(moments))
     print(f'model {args.model}: {len(layers)} layers ({gram_layers} on the Gram path), '
           f'{sum(lay.numel for lay in layers):,} weights, {nb} calibration batch(es), {torch.get_num_threads()} '
           f'torch thread(s), grid of {len(DEFAULT_GRID)} levels')
     print(f'one calibration forward            {forward:9.1f} s')
-    print(f'Gram path, 100 levels              {new:9.1f} s  = {new / (forward * nb):6.2f} x the calibration '
+    for mode, (secs, r) in approx.items():
+        print(f'{mode:7s} route, 100 levels          {secs:9.1f} s  = {secs / (forward * nb):6.2f} x the calibration '
+              f'forwards; R vs exact: {_r_error(r, exact_r)}')
+    print(f'exact (Gram), 100 levels           {new:9.1f} s  = {new / (forward * nb):6.2f} x the calibration '
           f'forwards (pass {new_pass:.1f} s, level sums {new - new_pass:.1f} s)')
     print(f'per-level path, 1 and {len(old_grid) - 1} levels    {old_one:9.1f} s, {old_measured:.1f} s '
           f'({per_level:.1f} s per level)')

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 from torch import Tensor
 
 from mmdet3d.models import Base3DDetector
@@ -107,9 +108,34 @@ class BEVFusionLite(Base3DDetector):
         return self.view_transform(x, **camera_matrices(metas, num_views=views, device=x.device))
 
     def extract_pts_bev(self, voxel_dict: dict, batch_size: int) -> Tensor:
-        """Hard voxels -> LiDAR BEV map."""
-        feats = self.pts_voxel_encoder(voxel_dict['voxels'], voxel_dict['num_points'], voxel_dict['coors'])
-        return self.pts_middle_encoder(feats, voxel_dict['coors'], batch_size)
+        """Hard voxels -> LiDAR BEV map. No points at all (a failed LiDAR, mmprune4u's ``LidarAbsent``) gives the
+        map of an empty scene: zeros, as a sparse encoder's dense output is wherever no voxel is active."""
+        coors = voxel_dict['coors']
+        if coors.shape[0] == 0:
+            return coors.new_zeros((batch_size, *self._empty_pts_bev_shape()), dtype=torch.float32)
+        feats = self.pts_voxel_encoder(voxel_dict['voxels'], voxel_dict['num_points'], coors)
+        return self.pts_middle_encoder(feats, coors, batch_size)
+
+    def _empty_pts_bev_shape(self) -> tuple[int, ...]:
+        """(C, H, W) of the LiDAR BEV map, from one dummy voxel through the encoders in eval mode (so no BN
+        statistics move), cached."""
+        if getattr(self, '_pts_bev_shape', None) is None:
+            encoders = [self.pts_voxel_encoder, self.pts_middle_encoder]
+            flags = [(m, m.training) for enc in encoders for m in enc.modules()]
+            param = next(self.pts_middle_encoder.parameters())
+            num_features = getattr(self.pts_voxel_encoder, 'num_features', 5)
+            try:
+                for enc in encoders:
+                    enc.eval()
+                with torch.no_grad():
+                    voxels = param.new_zeros(1, 1, num_features)
+                    coors = torch.zeros(1, 4, dtype=torch.int32, device=param.device)
+                    feats = self.pts_voxel_encoder(voxels, coors.new_ones(1), coors)
+                    self._pts_bev_shape = tuple(self.pts_middle_encoder(feats, coors, 1).shape[1:])
+            finally:
+                for m, flag in flags:
+                    m.training = flag
+        return self._pts_bev_shape
 
     def extract_feat(self, batch_inputs_dict: dict, batch_input_metas: Sequence[dict]) -> list[Tensor]:
         """BEV features for the head: ``pts_neck(pts_backbone(fusion_layer([camera BEV, LiDAR BEV])))``."""

@@ -206,3 +206,32 @@ def test_lidar_depth_supervision_of_the_camera_branch_on_the_real_sample():
     model = MODELS.build(dict(cfg.model, view_transform=dict(cfg.model.view_transform, depth_loss_weight=1.0)))
     with pytest.raises(KeyError, match='needs the LiDAR points'):
         loss_and_backward(model, batch)
+
+
+def test_lidar_absent_gives_the_empty_scene_map_and_the_camera_still_predicts():
+    """No points (mmprune4u's LidarAbsent): the LiDAR BEV map is zeros of the shape a real scan gives, finding
+    that shape moves no BN statistic, and the fused model predicts from the camera alone."""
+    from mmprune4u_plugin.datasets.corruptions import LidarAbsent
+    _, model, batch = load('lidar-cam', split='test')
+    model.train()  # the dummy pass that finds the shape must not update the running statistics
+    data = model.data_preprocessor(batch, False)
+    with torch.no_grad():
+        real = model.extract_pts_bev(data['inputs']['voxels'], 1)
+    buffers = {k: v.clone() for k, v in model.state_dict().items() if 'running' in k}
+    empty = copy.deepcopy(batch)
+    empty['inputs']['points'] = [LidarAbsent()(dict(points=p))['points'].tensor for p in _packed_points(batch)]
+    data = model.data_preprocessor(empty, False)
+    assert data['inputs']['voxels']['coors'].shape[0] == 0
+    with torch.no_grad():
+        bev = model.extract_pts_bev(data['inputs']['voxels'], 1)
+    assert bev.shape == real.shape and not bev.any()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in buffers.items())
+    model.eval()
+    with torch.no_grad():
+        pred = model.test_step(empty)[0].pred_instances_3d
+    assert pred.bboxes_3d.tensor.shape[1] == 9
+
+
+def _packed_points(batch):
+    from mmdet3d.structures import LiDARPoints
+    return [LiDARPoints(p, points_dim=p.shape[1]) for p in batch['inputs']['points']]
