@@ -1,13 +1,13 @@
 """Cost of the layer-local regulariser R on an mmdet3d model: sampled, auto, exact (Gram) and per-level routes.
 
 Prints the time of one calibration forward; of the sampled and auto routes (``local_r``, sampled_levels.py) with
-the error of their R against the exact route (relative error over every layer and level where exact R > 1e-6, and
-the Spearman correlation of the layers' R at 50 / 70 / 90%); of the exact Gram path at the default grid (100 levels),
-split into the calibration pass and the level sums of each layer; and of the per-level path (every runner called again with its
-weight pruned to each level, as local R was measured before), timed on 1 level and on 1 + len(``--old-levels``)
-levels and extrapolated linearly to the grid (its cost per level is constant). Checks that both paths give the
-same moments on the levels measured by both, and prints the ratios. CPU timings on a shared machine are noisy:
-the load average is printed with them.
+the error of their R against the exact route (relative error over every layer and level where exact R > 1e-6,
+and the Spearman correlation of the layers' R at 50 / 70 / 90%); of the exact Gram path at the default grid
+(100 levels), split into the calibration pass and the level sums of each layer; and of the per-level path (every
+runner called again with its weight pruned to each level, as local R was measured before), timed on 1 level and on
+1 + len(``--old-levels``) levels and extrapolated linearly to the grid (its cost per level is constant). Checks that
+the exact and per-level paths give the same moments on the levels measured by both, and prints the ratios. CPU
+timings on a shared machine are noisy: the load average is printed with them.
 
     python tools/benchmark_local_lsi.py [--model second|bevfusion-lite|pointpillars] [--points 20000]
         [--batches 1] [--old-levels 0.5 0.9] [--threads N]
@@ -82,7 +82,8 @@ def _max_rel_diff(fast, ref) -> float:
     return worst
 
 
-def _local_r(moments) -> 'np.ndarray':
+def _local_r(moments):
+    """[L, K] R of the moments (numpy)."""
     import numpy as np
     return np.array([[acc.kl_bound() for acc in row] for row in moments])
 
