@@ -69,6 +69,21 @@ def test_beta_moves_the_allocation_on_a_model_built_for_it():
         return out[layers[quiet].name]
 
     s0, s1, s100 = alloc(0.0), alloc(1.0), alloc(100.0)
+    _check_beta_effect_tool(curves, layers, {0.0: s0, 1.0: s1})
     assert s0 >= 0.9  # RD: the quiet layer is (almost) free to prune
     assert s1 < s0 - 0.05  # beta = 1 is on D's scale: it must move the allocation
     assert abs(s100 - 0.5) <= 0.1  # R dominates: identical curves, balanced split
+
+
+def _check_beta_effect_tool(curves, layers, quiet_sparsity: dict) -> None:
+    """tools/beta_effect.py (the report of issue 8 item 3) counts the changed layers and the modality sparsities."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'tools'))
+    from beta_effect import beta_effect
+    curves.modalities = ['loud', 'quiet'] if layers[0].name == 'loud.weight' else ['quiet', 'loud']
+    rows = {r['beta']: r for r in beta_effect(curves, [0.5], [0.0, 1.0])}
+    assert rows[0.0]['changed'] == 0 and rows[1.0]['changed'] == 2  # both layers move (the total is fixed)
+    for beta, s_quiet in quiet_sparsity.items():
+        assert rows[beta]['modalities']['quiet'] == pytest.approx(s_quiet)
+        assert rows[beta]['modalities']['loud'] == pytest.approx(1.0 - s_quiet)  # equal sizes, 50% overall
