@@ -1,4 +1,4 @@
-"""Synthetic nuScenes-format data (same on-disk format as mmdet3d 1.x nuScenes infos) and its helpers.
+"""Synthetic nuScenes- and SemanticKITTI-format data (the on-disk formats mmdet3d 1.x reads) and their helpers.
 
 With mmdet3d installed, importing this package also registers the degraded-sensor transforms of
 :mod:`mmprune4u_plugin.datasets.corruptions` (TRANSFORMS).
@@ -6,8 +6,10 @@ With mmdet3d installed, importing this package also registers the degraded-senso
 import importlib.util
 
 from .synthetic_nuscenes import SceneGenerator, SyntheticNuScenesConfig, generate_synthetic_nuscenes
+from .synthetic_semantickitti import SequenceGenerator, SyntheticSemanticKittiConfig, generate_synthetic_semantickitti
 
-__all__ = ['SceneGenerator', 'SyntheticNuScenesConfig', 'generate_synthetic_nuscenes']
+__all__ = ['SceneGenerator', 'SyntheticNuScenesConfig', 'generate_synthetic_nuscenes', 'SequenceGenerator',
+           'SyntheticSemanticKittiConfig', 'generate_synthetic_semantickitti']
 
 if importlib.util.find_spec('mmdet3d') is not None:
     from .corruptions import (CORRUPTIONS, CameraBlackout, CameraBlur, CameraLowLight, LidarAbsent,  # noqa: E402

@@ -104,7 +104,8 @@ def ray_box_hits(spec: 'LidarSpec', azimuth_offset: float, centers: np.ndarray, 
 
 
 def simulate_scan(rng: np.random.Generator, spec: LidarSpec, *, ground_z: float, centers: np.ndarray,
-                  dims: np.ndarray, yaws: np.ndarray, reflectivity: np.ndarray, ground_reflectivity) -> np.ndarray:
+                  dims: np.ndarray, yaws: np.ndarray, reflectivity: np.ndarray, ground_reflectivity,
+                  return_index: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """One LiDAR sweep.
 
     Args:
@@ -114,9 +115,12 @@ def simulate_scan(rng: np.random.Generator, spec: LidarSpec, *, ground_z: float,
         centers, dims, yaws: boxes in the LiDAR frame (gravity centres, l/w/h, yaw).
         reflectivity (np.ndarray): (B,) per box.
         ground_reflectivity (callable): (N, 3) ground hits in the LiDAR frame -> (N,) reflectivity.
+        return_index (bool): also return which surface each point lies on. It draws nothing from ``rng``, so the
+            points are the same either way. Defaults to False.
 
     Returns:
-        np.ndarray: (N, 5) float32 points (x, y, z, intensity, ring).
+        np.ndarray: (N, 5) float32 points (x, y, z, intensity, ring); with ``return_index`` also the (N,) int64
+        index of the box hit (-1 for the ground).
     """
     phase = rng.uniform(0, 2 * np.pi / spec.azimuth_steps)
     dirs, ring = spec.directions(phase)
@@ -138,7 +142,10 @@ def simulate_scan(rng: np.random.Generator, spec: LidarSpec, *, ground_z: float,
     xyz = dirs[kept] * t[:, None]
     intensity = rho[kept] * (0.5 + 0.5 * cos_inc[kept]) / np.sqrt(1.0 + (t / 30.0)**2)
     intensity = np.clip(np.round(intensity * np.exp(rng.normal(0.0, 0.1, len(t)))), 0, 255)
-    return np.concatenate([xyz, intensity[:, None], ring[kept, None]], 1).astype(np.float32)
+    points = np.concatenate([xyz, intensity[:, None], ring[kept, None]], 1).astype(np.float32)
+    if return_index:
+        return points, np.where(on_ground[kept], -1, box_idx[kept]).astype(np.int64)
+    return points
 
 
 def points_in_boxes(points: np.ndarray, centers: np.ndarray, dims: np.ndarray, yaws: np.ndarray) -> np.ndarray:
