@@ -8,6 +8,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools'))
 from _bench.cells import CellStore, MissingInput, Progress, fmt_duration, run_cells  # noqa: E402
 from _bench.plan import Cell, Plan, expand  # noqa: E402
+import benchmark  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,6 +85,106 @@ def test_shipped_plans_parse():
     assert len(full.seeds) >= 3 and full.sparsities == [0.5, 0.7, 0.8, 0.9] and len(full.methods) == 8
 
 
+ROBUST = dict(corruptions=['lidar_beams_1/4', 'camera_all_black'], seed=3,
+              oneshot=dict(methods=['global', 'rd'], sparsities=[0.9]), finetune=dict(sparsities=[0.9]),
+              references=dict(camera=dict(config='cam.py', checkpoint='cam.pth'), lidar=None))
+
+
+def test_robustness_cells_expand_as_planned():
+    p = small_plan(robustness=ROBUST)
+    p.validate()
+    cells = expand(p, train_dense=True)
+    ids = [c.id for c in cells]
+    # the only new cell is the reference model; the corruptions are evaluated inside the selected cells
+    assert [i for i in ids if i not in {c.id for c in expand(small_plan(), train_dense=True)}] == \
+        ['reference/camera/test']
+    assert ids.index('dense_eval/test') < ids.index('reference/camera/test') < ids.index('curves/seed0')
+    assert [c.id for c in cells if p.corrupted(c)] == [
+        'dense_eval/test', 'oneshot/global/s90/seed-free/test', 'oneshot/rd/s90/seed0/test',
+        'oneshot/rd/s90/seed1/test', 'finetune/dense-task/seed0/test', 'finetune/rd-lsi/s90/seed0/test',
+        'finetune/dense-task/seed1/test', 'finetune/rd-lsi/s90/seed1/test']
+    assert Cell('reference', sensor='camera', split='test').label == 'reference camera-only model on test'
+    assert p.timing_class(Cell('oneshot', method='rd', sparsity=0.9, seed=0, split='test')) == 'oneshot+corrupted'
+    assert p.timing_class(Cell('oneshot', method='rd', sparsity=0.5, seed=0, split='test')) == 'oneshot'
+    assert not any(small_plan().corrupted(c) for c in expand(small_plan(), train_dense=True))
+    eta = benchmark.default_seconds(p)
+    assert eta['oneshot+corrupted'] == eta['oneshot'] + 2 * eta['dense_eval']  # one evaluation per corruption
+
+
+@pytest.mark.parametrize('change, message', [
+    (dict(corruptions=['lidar_rain']), "unknown corruptions \\['lidar_rain'\\]"),
+    (dict(corruptions=[]), 'at least one corruption'),
+    (dict(oneshot=dict(methods=['lamp'], sparsities=[0.9])), "`oneshot.methods` \\['lamp'\\] are not in"),
+    (dict(oneshot=dict(methods=['rd'], sparsities=[0.8])), r"`oneshot.sparsities` \[0.8\] are not in"),
+    (dict(finetune=dict(sparsities=[0.5])), r"`finetune.sparsities` \[0.5\] are not in the plan's finetune"),
+    (dict(references=dict(radar=None)), "unknown sensor 'radar'"),
+    (dict(references=dict(lidar=dict(config='l.py'))), 'references.lidar` must be None or dict'),
+    (dict(seed='0'), '`seed` must be an int'),
+    (dict(sparsity=0.9), "unknown key 'sparsity'"),
+])
+def test_robustness_validation(change, message):
+    with pytest.raises(ValueError, match='`robustness` is invalid: .*' + message):
+        small_plan(robustness=dict(ROBUST, **change)).validate()
+
+
+def test_robustness_validation_names_every_problem_at_once():
+    bad = dict(ROBUST, corruptions=['fog'], oneshot=dict(methods=['erk'], sparsities=[0.1]))
+    with pytest.raises(ValueError) as err:
+        small_plan(robustness=bad).validate()
+    assert all(part in str(err.value) for part in ("['fog']", "['erk']", '[0.1]'))
+
+
+def test_corrupted_configs_hold_the_corruption_and_enter_the_key(tmp_path):
+    pytest.importorskip('mmdet3d')
+    from _bench.execute import RealExecutor
+    demo = str(REPO / 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py')
+
+    def executor(robustness):
+        ex = RealExecutor(small_plan(config=demo, robustness=robustness), demo, tmp_path, checkpoint='dense.pth')
+        ex.digest = lambda path: f'digest of {path}'  # no data or weights needed: the configs are what is tested
+        return ex
+    clean, robust = executor(None), executor(dict(ROBUST, references={}))
+    test = Cell('dense_eval', split='test')
+    job = robust.job(test, {})
+    assert sorted(job['configs']) == ['test', 'test@camera_all_black', 'test@lidar_beams_1/4']
+    plain = [s['type'] for s in job['configs']['test'].test_dataloader.dataset.pipeline]
+    lidar = job['configs']['test@lidar_beams_1/4'].test_dataloader.dataset.pipeline
+    camera = job['configs']['test@camera_all_black'].test_dataloader.dataset.pipeline
+    # right after the last step that loads (or range-filters) the degraded sensor, before packing
+    assert [s['type'] for s in lidar] == plain[:plain.index('PointsRangeFilter') + 1] + ['LidarBeamReduce'] + \
+        plain[plain.index('PointsRangeFilter') + 1:]
+    assert [s['type'] for s in camera] == plain[:plain.index('MultiViewImageResizeCrop') + 1] + \
+        ['CameraBlackout'] + plain[plain.index('MultiViewImageResizeCrop') + 1:]
+    assert camera[plain.index('MultiViewImageResizeCrop') + 1]['seed'] == 3  # the plan's corruption seed
+    assert job['configs']['test@lidar_beams_1/4'].test_dataloader.dataset.data_root == 't/'  # the test split
+    assert 'test@lidar_beams_1/4' not in clean.job(test, {})['configs']
+    assert clean.key(test, {}) != robust.key(test, {})
+    # enabling robustness leaves the cells it does not select (so their cached results) alone
+    for cell in (Cell('dense_eval', split='val'), Cell('oneshot', method='global', sparsity=0.5, split='test')):
+        assert clean.key(cell, {}) == robust.key(cell, {})
+    selected = Cell('oneshot', method='global', sparsity=0.9, split='test')
+    assert clean.key(selected, {}) != robust.key(selected, {})
+    reseeded = executor(dict(ROBUST, references={}, seed=4))
+    assert reseeded.key(test, {}) != robust.key(test, {})
+
+
+def test_reference_cell_evaluates_its_own_config_on_the_test_split(tmp_path):
+    pytest.importorskip('mmdet3d')
+    from _bench.execute import RealExecutor
+    demo = str(REPO / 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py')
+    lidar = str(REPO / 'configs/demo/bevfusion-lite_tiny_lidar_demo_synthetic-nus.py')
+    p = small_plan(config=demo, robustness=dict(ROBUST, references=dict(lidar=dict(config=lidar, checkpoint='l.pth'))),
+                   model_options={'train_dataloader.dataset.dataset.data_root': 'm/', 'model.fusion_layer': None})
+    job = RealExecutor(p, demo, tmp_path, checkpoint='dense.pth').job(Cell('reference', sensor='lidar', split='test'),
+                                                                      {})
+    cfg = job['configs']['test']
+    assert list(job['configs']) == ['test'] and job['files'] == {'checkpoint': 'l.pth'}  # evaluated clean
+    assert cfg.test_dataloader.dataset.data_root == 't/'  # the test split
+    assert cfg.train_dataloader.dataset.dataset.data_root == 'm/'  # the plan's data options, not its model ones
+    assert [s['type'] for s in cfg.test_dataloader.dataset.pipeline][-1] == 'Pack3DDetInputs'
+    assert cfg.model.img_backbone is None and cfg.model.fusion_layer.in_channels == [64]  # the LiDAR-only model
+
+
 def test_finished_cells_are_skipped_and_say_so(tmp_path):
     cells = [Cell('dense_train'), Cell('oneshot', method='global', sparsity=0.5, split='test')]
     first = FakeExecutor()
@@ -153,6 +254,19 @@ def test_eta_counts_stored_results_as_stale_once_they_turn_out_stale(tmp_path):
     stale = FakeExecutor(inputs={c.id: 'v2' for c in cells})  # e.g. the plugin changed: everything reruns
     run_cells(cells, store, stale, Progress(cells, store, {}, write=lines.append, clock=clock), clock=clock)
     assert lines[0].endswith('ETA 20s')  # not 0s: the stored results are stale like the first one
+
+
+def test_eta_groups_durations_by_timing_class(tmp_path):
+    p = small_plan(robustness=ROBUST)
+    cells = [Cell('oneshot', method='rd', sparsity=s, seed=0, split='test') for s in (0.9, 0.5, 0.9)]
+    cells[2] = Cell('oneshot', method='rd', sparsity=0.9, seed=1, split='test')
+    clock = iter(range(0, 1000, 10)).__next__
+    store = CellStore(tmp_path)
+    lines = []
+    progress = Progress(cells, store, {'oneshot': 50.0, 'oneshot+corrupted': 500.0}, write=lines.append, clock=clock,
+                        timing=p.timing_class)
+    run_cells(cells, store, FakeExecutor(), progress, clock=clock)
+    assert lines[0].endswith('ETA 1m')  # the plain cell at its 50 s default + the corrupted one at the measured 10 s
 
 
 def test_fmt_duration():

@@ -19,7 +19,8 @@ def test_quick_benchmark_end_to_end_then_cached(tmp_path, capsys):
     data = json.loads((tmp_path / 'benchmarks.json').read_text())
     assert all(r['status'] == 'done' for r in data['cells'].values()), data['figures']['failed']
     kinds = {r['cell']['kind'] for r in data['cells'].values()}
-    assert kinds == {'dense_train', 'dense_eval', 'curves', 'beta', 'oneshot', 'additivity', 'costs', 'finetune'}
+    assert kinds == {'dense_train', 'dense_eval', 'curves', 'beta', 'oneshot', 'additivity', 'costs', 'finetune',
+                     'reference'}
     fig = data['figures']
     mm = next(r for r in fig['oneshot']['0.8'] if r['method'] == 'mmprune4u_local')
     assert mm['sparsity'] == pytest.approx(0.8, abs=1e-3) and set(mm['modalities']) == {'camera', 'lidar', 'fusion'}
@@ -28,10 +29,20 @@ def test_quick_benchmark_end_to_end_then_cached(tmp_path, capsys):
     assert ft[('mmprune4u_local', 'lsi')]['sparsity'] == pytest.approx(0.8, abs=1e-3)
     assert len(fig['additivity']['points']) == 4 + 4  # 4 random + (2 methods x 2 sparsities)
     assert fig['costs']['curves']['speedup']['memo_vs_plain'] > 0 and 'mask_overhead' in fig['costs']['step']
-    assert 'seed' in first and '[bench 17/17]' in first
+    rob = fig['robustness']
+    assert list(rob['tables']) == ['lidar_beams_1/4', 'camera_all_black'] and rob['references']['lidar']
+    for name, t in rob['tables'].items():
+        # dense, 2 one-shot at 80%, and the 4 finetune rows (the equal-budget dense one too) at 80%
+        assert len(t['rows']) == 7 and all('NDS' in r for r in t['rows']), name
+        assert all('retention' in r for r in t['rows']) or not t['dense_corrupted']  # a 4-iteration model may score 0
+    corrupted = [r for r in data['cells'].values() if 'corrupted' in r['result']]
+    assert len(corrupted) == 7 and all(set(r['result']['corrupted']) == set(rob['tables']) for r in corrupted)
+    assert 'seed' in first and '[bench 18/18]' in first and 'under 2 corruption(s)' in first
     text = (tmp_path / 'benchmarks.md').read_text()
     assert '## One-shot (no finetuning), test split' in text and '## Costs' in text
+    assert '## Degraded sensors (test split)' in text and '### camera_all_black (camera degraded)' in text
     assert (tmp_path / 'benchmarks' / 'nds_vs_sparsity.png').is_file()
+    assert (tmp_path / 'benchmarks' / 'retention.png').is_file()
 
     benchmark.main(['--quick', '--work-dir', str(tmp_path)])  # resumed: nothing runs again
     second = capsys.readouterr().out

@@ -144,3 +144,114 @@ def test_report_only_rebuilds_the_same_docs_from_the_json(tmp_path):
     docs.unlink()
     benchmark.main(['--report-only', '--docs', str(docs), '--plan', 'configs/benchmark/quick.py'])
     assert docs.read_text() == first
+
+
+def robust_plan(**robustness) -> Plan:
+    r = dict(corruptions=['lidar_absent', 'camera_all_black'], seed=0,
+             oneshot=dict(methods=['global', 'rd', 'mmprune4u_local'], sparsities=[0.8]),
+             finetune=dict(sparsities=[0.8]), references=dict(lidar=dict(config='l.py', checkpoint='l.pth'),
+                                                              camera=dict(config='c.py', checkpoint='c.pth')))
+    r.update(robustness)
+    return Plan(config='c.py', seeds=[0, 1], splits={'val': {}, 'test': {'x': 1}}, sparsities=[0.8],
+                methods=['global', 'rd', 'mmprune4u_local'], beta=dict(values=[], default=1.0),
+                finetune=dict(sparsities=[0.8], rows=[('dense', 'task'), ('rd', 'task'), ('mmprune4u_local', 'task')]),
+                robustness=r)
+
+
+def robust_records() -> dict:
+    """NDS under (lidar_absent, camera_all_black); mAP = NDS / 2. The dense model: 0.20 and 0.32."""
+    out = {}
+
+    def put(cell, lidar, camera, clean=0.4):
+        res = result(clean, size=dict(dense_bytes=1000, sparse_bytes=280, ratio=0.28),
+                     corrupted={'lidar_absent': dict(NDS=lidar, mAP=lidar / 2),
+                                'camera_all_black': dict(NDS=camera, mAP=camera / 2)})
+        out[cell.id] = dict(status='done', key='k', cell=cell.spec(), seconds=1.0, result=res)
+    put(Cell('dense_eval', split='test'), 0.20, 0.32)
+    for sensor, nds in (('camera', 0.15), ('lidar', 0.30)):
+        cell = Cell('reference', sensor=sensor, split='test')
+        out[cell.id] = dict(status='done', cell=cell.spec(), result=result(nds, mAP=nds / 2))
+    put(Cell('oneshot', method='global', sparsity=0.8, split='test'), 0.10, 0.24)
+    for seed, values in enumerate([dict(rd=(0.12, 0.16), mm=(0.16, 0.24), rdf=(0.16, 0.20), mmf=(0.12, 0.30),
+                                        dense=(0.22, 0.33)),
+                                   dict(rd=(0.14, 0.16), mm=(0.18, 0.28), rdf=(0.18, 0.22), mmf=(0.13, 0.31),
+                                        dense=(0.24, 0.35))]):
+        put(Cell('oneshot', method='rd', sparsity=0.8, seed=seed, split='test'), *values['rd'])
+        put(Cell('oneshot', method='mmprune4u_local', sparsity=0.8, seed=seed, split='test'), *values['mm'])
+        put(Cell('finetune', method='dense', variant='task', seed=seed, split='test'), *values['dense'])
+        put(Cell('finetune', method='rd', variant='task', sparsity=0.8, seed=seed, split='test'), *values['rdf'])
+        put(Cell('finetune', method='mmprune4u_local', variant='task', sparsity=0.8, seed=seed, split='test'),
+            *values['mmf'])
+    return out
+
+
+def test_retention_and_robustness_tables_by_hand():
+    p = robust_plan()
+    rob = report.figures(robust_records(), p)['robustness']
+    lidar = rob['tables']['lidar_absent']
+    assert (lidar['sensor'], lidar['reference_sensor'], lidar['dense_corrupted']) == ('lidar', 'camera', 0.20)
+    rows = {(r['regime'], r['method'], r['variant']): r for r in lidar['rows']}
+    assert [r['label'] for r in lidar['rows']] == [
+        'dense', 'global magnitude', 'RD (β = 0)', 'MMPrune4U (local R)', 'dense, finetuned (equal budget)',
+        'RD (β = 0), task loss', 'MMPrune4U (local R), task loss']
+    assert rows[('dense', None, None)]['retention'] == dict(mean=1.0, std=0.0)
+    assert rows[('oneshot', 'global', None)]['retention']['mean'] == pytest.approx(0.5)  # 0.10 / 0.20
+    rd = rows[('oneshot', 'rd', None)]  # 0.12, 0.14 -> retention 0.6, 0.7
+    assert rd['NDS']['mean'] == pytest.approx(0.13) and rd['mAP']['mean'] == pytest.approx(0.065)
+    assert rd['retention']['mean'] == pytest.approx(0.65) and rd['retention']['std'] == pytest.approx(0.05 * 2 ** 0.5)
+    assert rows[('finetune', 'mmprune4u_local', 'task')]['retention']['mean'] == pytest.approx(0.625)  # 0.6, 0.65
+    (oneshot, finetune) = lidar['verdicts']
+    assert (oneshot['regime'], oneshot['sparsity']) == ('oneshot', 0.8)
+    (v,) = oneshot['rd']  # MMPrune4U 0.85 ± 0.071 vs RD 0.65 ± 0.071
+    assert v['best_baseline'] == 'RD (β = 0)' and v['gap'] == pytest.approx(0.2) and v['beyond_std']
+    (v,) = oneshot['others']  # vs global magnitude, seed-free 0.5
+    assert v['best_baseline'] == 'global magnitude' and v['gap'] == pytest.approx(0.35) and v['beyond_std']
+    (v,) = finetune['rd']  # finetuned: MMPrune4U 0.625 vs RD 0.85: a loss
+    assert not v['wins'] and v['gap'] == pytest.approx(-0.225) and v['beyond_std']
+    assert finetune['others'] == []  # no other baseline was finetuned
+    assert lidar['reference'] == dict(label='camera-only model (clean)', NDS=0.15, mAP=0.075)
+    assert lidar['below_reference'] == ['global magnitude (one-shot 80%)', 'RD (β = 0) (one-shot 80%)',
+                                        'MMPrune4U (local R), task loss (finetuned 80%)']
+    camera = rob['tables']['camera_all_black']
+    (v,) = camera['verdicts'][0]['others']  # 0.24/0.32, 0.28/0.32 = 0.75, 0.875 vs global 0.75: inside the spread
+    assert v['wins'] and v['gap'] == pytest.approx(0.0625) and v['beyond_std'] is False
+    assert camera['reference']['NDS'] == 0.30 and 'MMPrune4U (local R), task loss (finetuned 80%)' \
+        not in camera['below_reference']
+    assert not lidar['unstable'] and not camera['unstable']
+    cells = robust_records()  # a dense model that keeps 0.03 / 0.4 < 10% of its NDS: a near-zero divisor
+    cells['dense_eval/test']['result']['corrupted']['lidar_absent']['NDS'] = 0.03
+    fig = report.figures(cells, p)
+    assert fig['robustness']['tables']['lidar_absent']['unstable']
+    text = markdown.render(dict(command='c', date='d', machine='m', config='c.py', checkpoint='x',
+                                plan=plan_summary(p)), fig, {})
+    assert 'keeps less than 10% of its clean NDS: the retention ratios divide by a near-zero number' in text
+
+
+def test_robustness_markdown_plot_and_cut(tmp_path):
+    p = robust_plan()
+    meta = dict(command='python tools/benchmark.py', date='d', machine='m', config='c.py', checkpoint='x',
+                plan=plan_summary(p), hours=0.1)
+    docs = tmp_path / 'benchmarks.md'
+    benchmark.write_outputs(meta, robust_records(), p, docs)
+    text = docs.read_text()
+    for needle in ('## Degraded sensors (test split)', '### lidar_absent (LiDAR degraded)',
+                   'Dense model: test NDS 0.400 clean, 0.200 under lidar_absent.',
+                   '| RD (β = 0) | one-shot 80% | 0.130 ± 0.014 | 0.065 ± 0.007 | 0.650 ± 0.071 | 2 |',
+                   '| global magnitude | one-shot 80% | 0.100 | 0.050 | 0.500 | seed-free |',
+                   '| dense, finetuned (equal budget) | finetuned (no pruning) |',
+                   '| camera-only model (clean) | reference | 0.150 | 0.075 | – | 1 |',
+                   '- one-shot 80%: MMPrune4U (local R) retains more than RD (β = 0): retention +0.2000, by more '
+                   'than one std.',
+                   '- one-shot 80%: MMPrune4U (local R) retains more than the best other baseline (global magnitude): '
+                   'retention +0.3500, by more than one std.',
+                   '- finetuned 80%: MMPrune4U (local R), task loss **does not retain more than** RD (β = 0), task '
+                   'loss: retention -0.2250, by more than one std.',
+                   '**Below the camera-only reference** (NDS 0.150): global magnitude (one-shot 80%)',
+                   '### camera_all_black (camera degraded)', 'within one std (not a clear difference)',
+                   '![retention](benchmarks/retention.png)'):
+        assert needle in text, needle
+    assert (tmp_path / 'benchmarks' / 'retention.png').is_file()
+    cut = report.cut_statement(robust_plan(oneshot=dict(methods=['rd'], sparsities=[0.8]), references={}))
+    assert 'under corruption, one-shot at 80% only, for RD (β = 0) (not global magnitude, MMPrune4U (local R))' in cut
+    assert 'no LiDAR-only / camera-only reference model (`robustness.references`)' in cut
+    assert 'no degraded-sensor evaluation (`robustness` is None)' in report.cut_statement(plan())

@@ -1,6 +1,7 @@
 """Benchmark MMPrune4U against uniform / uniform+ / global magnitude / LAMP / ERK / RD (DESIGN.md §5): one-shot and
-finetuned, several seeds, tuned on val and reported on a separate test split; the additivity check, the β sweep and
-the costs. Writes a json of every figure and docs/benchmarks.md (tables, plots, command, machine, date).
+finetuned, several seeds, tuned on val and reported on a separate test split; the additivity check, the β sweep,
+the costs, and (the plan's ``robustness``) NDS / mAP and retention under degraded sensors. Writes a json of every
+figure and docs/benchmarks.md (tables, plots, command, machine, date).
 
     .venv/bin/python tools/benchmark.py                       # the default CPU plan (`make bench`), resumable
     .venv/bin/python tools/benchmark.py --quick               # a few minutes on a tiny generated set (smoke run)
@@ -104,8 +105,12 @@ def ensure_data(plan: Plan, work: Path) -> None:
 def default_seconds(plan: Plan) -> dict[str, float]:
     """Rough per-cell times on 2 CPU cores before any cell of a kind has run (the ETA then uses measured ones)."""
     ft_iters = float(plan.finetune.get('options', {}).get('train_cfg.max_iters', 100))
-    return dict(dense_train=1.0 * float(plan.dense.get('iters', 0)), dense_eval=45, curves=1500, beta=60,
-                oneshot=60, additivity=150, costs=900, finetune=1.2 * ft_iters + 70)
+    evaluation = 45.0
+    out = dict(dense_train=1.0 * float(plan.dense.get('iters', 0)), dense_eval=evaluation, curves=1500, beta=60,
+               oneshot=60, additivity=150, costs=900, finetune=1.2 * ft_iters + 70, reference=evaluation)
+    for kind in ('dense_eval', 'oneshot', 'finetune'):  # one more evaluation per corruption (Plan.timing_class)
+        out[f'{kind}+corrupted'] = out[kind] + evaluation * len(plan.corruptions())
+    return out
 
 
 def write_outputs(meta: dict, cells: dict, plan: Plan, docs: Path) -> Path:
@@ -153,7 +158,8 @@ def main(argv=None) -> None:
     cells = expand(plan, train_dense=args.checkpoint is None)
     store = CellStore(work)
     print(f'[benchmark] {len(cells)} cells; work dir {work}', flush=True)
-    results = run_cells(cells, store, executor, Progress(cells, store, default_seconds(plan)))
+    progress = Progress(cells, store, default_seconds(plan), timing=plan.timing_class)
+    results = run_cells(cells, store, executor, progress)
     meta.update(hours=(time.time() - start) / 3600,
                 cell_hours=sum(r.get('seconds', 0) for r in results.values()) / 3600)
     json_path = write_outputs(meta, results, plan, docs)

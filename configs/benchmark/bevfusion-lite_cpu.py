@@ -2,9 +2,11 @@
 
 Fill these args: ``config`` (the dense model config), ``hook`` (MMPrune4UHook settings shared by every method:
 modality patterns, taps, grid, estimator), ``seeds`` (>= 3), ``sparsities``, ``finetune`` (rows, sparsities, the
-equal budget of every row), ``splits`` (val: where beta is chosen; test: where every table is reported).
-Sized for about 2-3 h on 2 CPU cores; the finetuned cells are the issue's cut (70% / 90%; dense, global, LAMP, RD,
-MMPrune4U with and without the LSI loss), and the report says so.
+equal budget of every row), ``splits`` (val: where beta is chosen; test: where every table is reported),
+``robustness`` (degraded sensors: the corruptions, and which one-shot / finetuned models are evaluated under them).
+Sized for about 2-3 h on 2 CPU cores without ``robustness``; the finetuned cells are the issue's cut (70% / 90%;
+dense, global, LAMP, RD, MMPrune4U with and without the LSI loss), and the report says so. ``robustness`` adds one
+test evaluation per corruption to the dense test cell and to each selected cell (8 x 30 = 240 evaluations here).
 """
 name = 'benchmark'
 config = 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py'
@@ -36,4 +38,14 @@ finetune = dict(sparsities=[0.7, 0.9],
                                                           save_last=True, max_keep_ckpts=1)})
 additivity = dict(random=32, level_range=[0.3, 0.95])
 costs = dict(plain_layers=12, probes=8, steps=10, warmup=2)
+# Degraded sensors (issue 12): the dense model, these one-shot cells and every finetune row at these sparsities are
+# also evaluated on test under each corruption, with one corruption seed for every model (paired). `references`: the
+# single-sensor models of tools/compare_modalities.py, evaluated clean, e.g. lidar=dict(config=
+# 'configs/demo/bevfusion-lite_tiny_lidar_demo_synthetic-nus.py', checkpoint=<the .pth named by
+# work_dirs/modalities/stage2_lidar/last_checkpoint>), camera likewise with the _cam_ config and stage2_camera.
+robustness = dict(corruptions=['lidar_beams_1/2', 'lidar_beams_1/4', 'lidar_range_30m', 'lidar_absent',
+                               'camera_one_black', 'camera_all_black', 'camera_blur', 'camera_low_light'], seed=0,
+                  oneshot=dict(methods=['global', 'lamp', 'rd', 'mmprune4u_local', 'mmprune4u_downstream'],
+                               sparsities=[0.8]),
+                  finetune=dict(sparsities=[0.9]), references=dict(lidar=None, camera=None))
 docs = 'docs/benchmarks.md'

@@ -27,4 +27,10 @@ finetune = dict(_delete_=True, sparsities=[0.8],
                                                           save_last=True, max_keep_ckpts=1)})
 additivity = dict(random=4)
 costs = dict(plain_layers=2, probes=2, steps=2, warmup=1)
+# two corruptions; the "LiDAR-only reference" is a stand-in (the smoke run's own dense model) to run that cell too
+robustness = dict(_delete_=True, corruptions=['lidar_beams_1/4', 'camera_all_black'], seed=0,
+                  oneshot=dict(methods=['global', 'mmprune4u_local'], sparsities=[0.8]),
+                  finetune=dict(sparsities=[0.8]),
+                  references=dict(lidar=dict(config='configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py',
+                                             checkpoint='{work_dir}/cells/dense_train/iter_4.pth')))
 docs = '{work_dir}/benchmarks.md'

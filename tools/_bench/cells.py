@@ -71,15 +71,19 @@ class CellStore:
 class Progress:
     """One line per cell: ``[bench 12/80] <label>: <what happened> | elapsed 25m, ETA 1h12m``.
 
-    The ETA sums, over the cells still to come, the mean duration of finished cells of the same kind in this run,
-    else the duration recorded in the cell's previous result, else ``defaults[kind]``. A cell with a stored result
+    The ETA sums, over the cells still to come, the mean duration of finished cells of the same timing class in this
+    run, else the duration recorded in the cell's previous result, else ``defaults[class]`` (else ``defaults[kind]``).
+    The class is ``timing(cell)``, by default the kind (the benchmark's plan separates the cells that also evaluate
+    under corruption, which take several evaluations longer). A cell with a stored result
     counts with the share of stored results that turned out stale so far in this run (none seen yet: free), since
     whether it is reused is known only once the cells before it have run.
     """
 
     def __init__(self, cells: Sequence[Cell], store: CellStore, defaults: dict[str, float],
-                 write: Callable[[str], None] | None = None, clock: Callable[[], float] = time.time) -> None:
+                 write: Callable[[str], None] | None = None, clock: Callable[[], float] = time.time,
+                 timing: Callable[[Cell], str] | None = None) -> None:
         self.cells, self.store, self.defaults = list(cells), store, dict(defaults)
+        self.timing = timing or (lambda cell: cell.kind)
         self.write = write or (lambda line: print(line, flush=True))
         self.clock = clock
         self.start = clock()
@@ -89,8 +93,10 @@ class Progress:
 
     def estimate(self, cell: Cell) -> float:
         record = self.previous.get(cell.id, {})
-        seen = self.durations.get(cell.kind)
-        full = sum(seen) / len(seen) if seen else float(record.get('seconds') or self.defaults.get(cell.kind, 60.0))
+        klass = self.timing(cell)
+        seen = self.durations.get(klass)
+        default = self.defaults.get(klass, self.defaults.get(cell.kind, 60.0))
+        full = sum(seen) / len(seen) if seen else float(record.get('seconds') or default)
         if record.get('status') == 'done':
             return full * (self.stored_stale / self.stored_seen if self.stored_seen else 0.0)
         return full
@@ -100,7 +106,7 @@ class Progress:
             self.stored_seen += 1
             self.stored_stale += seconds is not None  # it ran again
         if seconds is not None:
-            self.durations.setdefault(cell.kind, []).append(seconds)
+            self.durations.setdefault(self.timing(cell), []).append(seconds)
         remaining = sum(self.estimate(c) for c in self.cells[index + 1:])
         self.write(f'[bench {index + 1}/{len(self.cells)}] {cell.label}: {message} | elapsed '
                    f'{fmt_duration(self.clock() - self.start)}, ETA {fmt_duration(remaining)}')
@@ -159,9 +165,11 @@ def run_cells(cells: Sequence[Cell], store: CellStore, executor: Executor, progr
 
 
 def _headline(result: dict) -> str:
-    """``: NDS 0.2100, mAP 0.1500`` when the result has metrics."""
+    """``: NDS 0.2100, mAP 0.1500`` when the result has metrics (``; and under 8 corruption(s)`` when it has those)."""
     metrics = result.get('metrics') if isinstance(result, dict) else None
     if not metrics:
         return ''
     shown = [f'{name} {metrics[name]:.4f}' for name in ('NDS', 'mAP') if metrics.get(name) is not None]
-    return (': ' + ', '.join(shown)) if shown else ''
+    corrupted = len(result.get('corrupted') or {})
+    under = f'; and under {corrupted} corruption(s)' if corrupted else ''
+    return ((': ' + ', '.join(shown)) if shown else '') + under

@@ -4,7 +4,10 @@ Every run is the model config (``--config``) with the plan's ``model_options`` m
   - dense training / evaluation: the MMPrune4UHook entry removed (the plain model);
   - pruning (one-shot or finetuned): the hook entry (the config's own, or the plan's ``hook``) with the method's
     allocator / sparsity / beta / regulariser, the seed's calibration samples and curve cache;
-  - evaluation: the plain config with the split's options (the test split is another generated set).
+  - evaluation: the plain config with the split's options (the test split is another generated set); under a
+    corruption, its test pipeline also holds the corruption preset (``with_corruption``, the plan's corruption seed);
+  - a reference model (single-sensor, from ``robustness.references``): its own config with the plan's data options
+    (the ``model_options`` on dataloaders and evaluators) and the split's options.
 A seed sets ``randomness.seed`` (so the finetuning data order) and the calibration samples: a seeded random subset of
 the train set, read through the test pipeline (deterministic: no augmentation), so curves measured once per seed
 are reused by every method and sparsity of that seed (the hook's ``curve_cache`` checks their content key).
@@ -20,6 +23,7 @@ from typing import Any
 from .plan import METHODS, Plan
 
 HOOK_TYPE = 'MMPrune4UHook'
+DATA_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader', 'val_evaluator', 'test_evaluator')
 
 
 def hook_location(cfg) -> tuple[str, Any] | None:
@@ -129,8 +133,25 @@ class ConfigFactory:
         cfg.merge_from_dict(dict(self.plan.dense.get('options', {})))
         return cfg
 
-    def evaluation(self, split: str):
+    def evaluation(self, split: str, *, corruption: str | None = None):
+        """The plain model on ``split``; with ``corruption`` (a preset of ``CORRUPTIONS``), the test dataloader's
+        pipeline degrades one sensor, with the plan's corruption seed (the same for every model: paired)."""
         cfg = self.plain()
+        cfg.merge_from_dict(dict(self.plan.splits[split]))
+        if corruption is not None:
+            from mmprune4u_plugin.datasets.corruptions import with_corruption
+            dataset = inner_dataset(cfg.test_dataloader.dataset)
+            seed = (self.plan.robustness or {}).get('seed')
+            dataset.pipeline = with_corruption(dataset.pipeline, corruption, seed=seed)
+        return cfg
+
+    def reference(self, sensor: str, split: str = 'test'):
+        """The single-sensor reference model's config (``robustness.references[sensor]``) on ``split``: its own
+        config, without any MMPrune4UHook, with the plan's ``model_options`` on data (dataloaders and evaluators;
+        the others are written for the fused model) and the split's options."""
+        from mmengine.config import Config
+        cfg = without_hook(Config.fromfile(self.plan.references()[sensor]['config']))
+        cfg.merge_from_dict({k: v for k, v in self.plan.model_options.items() if k.split('.')[0] in DATA_KEYS})
         cfg.merge_from_dict(dict(self.plan.splits[split]))
         return cfg
 

@@ -3,8 +3,10 @@
 Pruning is tools/prune.py's ``prune_checkpoint`` (the hook's own before_run -> load -> before_train), finetuning is a
 Runner's ``train()`` on the pruning config with ``load_from`` = the dense checkpoint (the hook prunes in
 ``before_train``, then the task loss, or task loss + LogSobolevLoss, trains the masked model), evaluation is
-``Runner.test()`` as in tools/test.py. In-process, not one subprocess per cell, so a hundred cells do not each pay
-the ~10 s of importing the OpenMMLab stack; each cell's Runner logs into its own folder (:func:`isolated`).
+``Runner.test()`` as in tools/test.py. The cells the plan selects for degraded-sensor evaluation then run
+``Runner.test()`` once more per corruption on the same checkpoint (job configs ``test@<corruption>``, so in the key).
+In-process, not one subprocess per cell, so a hundred cells do not each pay the ~10 s of importing the OpenMMLab
+stack; each cell's Runner logs into its own folder (:func:`isolated`).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ sys.path.insert(0, str(REPO / 'tools'))
 CODE_FILES = ('tools/_launch.py', 'tools/prune.py', 'tools/test.py', 'tools/_bench/configs.py',
               'tools/_bench/execute.py')  # what every cell runs; additivity and costs cells also run measure.py
 MEASURE_FILE = 'tools/_bench/measure.py'
+CORRUPTED = 'test@'  # job config name prefix of an evaluation under a corruption
 
 
 @contextlib.contextmanager
@@ -142,6 +145,9 @@ class RealExecutor:
         elif cell.kind == 'dense_eval':
             files['checkpoint'] = self.dense_checkpoint(results, cell.iteration)
             configs['test'] = f.evaluation(cell.split)
+        elif cell.kind == 'reference':
+            files['checkpoint'] = self.plan.references()[cell.sensor]['checkpoint']
+            configs['test'] = f.reference(cell.sensor, cell.split)
         elif cell.kind in ('curves', 'oneshot', 'beta', 'finetune', 'additivity', 'costs'):
             files['checkpoint'] = self.dense_checkpoint(results)
             beta = cell.beta
@@ -162,6 +168,9 @@ class RealExecutor:
                 configs.update(extra.pop('configs'))
         else:
             raise ValueError(f'unknown cell kind {cell.kind!r}')
+        if self.plan.corrupted(cell):
+            for name in self.plan.corruptions():
+                configs[f'{CORRUPTED}{name}'] = f.evaluation(cell.split, corruption=name)
         return dict(configs=configs, files=files, extra=extra)
 
     def key(self, cell: Cell, results: dict) -> str:
@@ -201,7 +210,9 @@ class RealExecutor:
         return dict(checkpoints=ckpts, checkpoint=str(last), seconds_per_iter=seconds_per_iter(out))
 
     def _run_dense_eval(self, cell, out, job, results) -> dict:
-        return self.evaluate(job['configs']['test'], job['files']['checkpoint'], out)
+        return self.evaluate_all(job, job['files']['checkpoint'], out)
+
+    _run_reference = _run_dense_eval
 
     def _run_curves(self, cell, out, job, results) -> dict:
         from mmprune4u_plugin.core.curves import DistortionCurves
@@ -217,7 +228,7 @@ class RealExecutor:
     def _run_oneshot(self, cell, out, job, results) -> dict:
         ckpt = out / 'pruned.pth'
         pruned = self._prune(job['configs']['prune'], job['files']['checkpoint'], ckpt, out)
-        result = self.evaluate(job['configs']['test'], ckpt, out)
+        result = self.evaluate_all(job, ckpt, out)
         result.update(pruned)
         if not self.keep:
             ckpt.unlink()
@@ -233,7 +244,7 @@ class RealExecutor:
             self._runner(cfg, cell.id).train()
         ckpt = Path((out / 'last_checkpoint').read_text().strip())
         saved = torch.load(ckpt, map_location='cpu', weights_only=False).get('mmprune4u') or {}
-        result = self.evaluate(job['configs']['test'], ckpt, out)
+        result = self.evaluate_all(job, ckpt, out)
         result.update(allocation=saved.get('allocation', {}), seconds_per_iter=seconds_per_iter(out),
                       iters=int(cfg.train_cfg.get('max_iters', 0) or 0))
         if not self.keep:
@@ -291,7 +302,17 @@ class RealExecutor:
         return dict(allocation=saved['mmprune4u']['allocation'], prune_seconds=round(seconds, 1),
                     size=checkpoint_sizes(saved['state_dict']))
 
-    def evaluate(self, cfg, checkpoint, out: Path) -> dict:
+    def evaluate_all(self, job: dict, checkpoint, out: Path) -> dict:
+        """:meth:`evaluate` on the clean test config, then the metrics under each corruption of the job (the same
+        weights, so the sparsity is not measured again) in ``result['corrupted'][name]``."""
+        result = self.evaluate(job['configs']['test'], checkpoint, out)
+        corrupted = {name[len(CORRUPTED):]: cfg for name, cfg in job['configs'].items() if name.startswith(CORRUPTED)}
+        if corrupted:
+            result['corrupted'] = {name: self.evaluate(cfg, checkpoint, out, tag=name, sparsity=False)['metrics']
+                                   for name, cfg in corrupted.items()}
+        return result
+
+    def evaluate(self, cfg, checkpoint, out: Path, *, tag: str = 'test', sparsity: bool = True) -> dict:
         """tools/test.py in-process: metrics, and the weights' sparsity overall and per modality (the hook's
         modality patterns)."""
         from mmprune4u_plugin.core.layers import find_prunable_layers, get_weight
@@ -299,8 +320,10 @@ class RealExecutor:
         from mmprune4u_plugin.hooks.calibration import unwrap
         cfg.load_from = str(checkpoint)
         with isolated(out / 'log.txt'):
-            runner = self._runner(cfg, f'{out.name}_test')
+            runner = self._runner(cfg, f'{out.name}_{tag}')
             metrics = runner.test()
+        if not sparsity:
+            return dict(metrics=_short(metrics))
         args = self.factory.hook_args()
         model = unwrap(runner.model)
         layers = find_prunable_layers(model, include=args['include'] or (), exclude=args['exclude'] or (),

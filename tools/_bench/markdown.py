@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 from .report import MODALITY_ORDER
+from .robustness import UNSTABLE
 
 GOALS = dict(memo=5.0, fisher=50.0, mask=0.03, lsi=0.20, size=0.30)
+SENSOR_WORDS = {'lidar': 'LiDAR', 'camera': 'camera'}
+REGIME_WORDS = {'oneshot': 'one-shot', 'finetune': 'finetuned'}
+NOISE = {True: 'by more than one std', False: 'within one std (not a clear difference)',
+         None: 'one seed only (no spread measured)'}
 
 
 def _ms(entry: dict | None, n: int) -> str:
@@ -38,11 +43,68 @@ def verdict_lines(verdicts: dict[str, list[dict]], regime: str) -> list[str]:
     for sparsity, items in verdicts.items():
         for v in items:
             word = 'beats' if v['wins'] else '**does not beat**'
-            noise = {True: 'by more than one std', False: 'within one std (not a clear difference)',
-                     None: 'one seed only (no spread measured)'}[v['beyond_std']]
+            noise = NOISE[v['beyond_std']]
             lines.append(f'- {regime} {float(sparsity):.0%}: {v["method"]} {word} the best baseline '
                          f'({v["best_baseline"]}) on NDS: {v["gap"]:+.4f}, {noise}.')
     return lines
+
+
+def robustness_lines(rob: dict | None) -> list[str]:
+    """The degraded-sensor section: per corruption, the table, the verdicts and the single-sensor reference."""
+    if not rob:
+        return []
+    out = ['## Degraded sensors (test split)', '',
+           f'Each model is evaluated on the test split under each corruption, one sensor degraded at a time, with '
+           f'corruption seed {rob["seed"]} for every model (paired). Retention = its NDS under the corruption / the '
+           f'dense model\'s NDS under the same corruption (mean ± std of the per-seed ratios). The reference is the '
+           f'single-sensor model of the sensor that still works, evaluated clean: a fused model that loses one '
+           f'sensor should not fall below it.', '']
+    for name, t in rob['tables'].items():
+        out += [f'### {name} ({SENSOR_WORDS[t["sensor"]]} degraded)', '']
+        if t['dense_corrupted'] is not None and t['dense_clean'] is not None:
+            out += [f'Dense model: test NDS {t["dense_clean"]:.3f} clean, {t["dense_corrupted"]:.3f} under '
+                    f'{name}.' + (f' **It keeps less than {UNSTABLE:.0%} of its clean NDS: the retention ratios '
+                                  'divide by a near-zero number and are unstable; compare the NDS column.**'
+                                  if t.get('unstable') else ''), '']
+        head = ['model', 'regime', 'NDS', 'mAP', 'retention', 'seeds']
+        out += ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+        for r in t['rows']:
+            n = r.get('n', 0)
+            seeds = 'seed-free' if r.get('seed_free') else str(n)
+            if r.get('missing'):
+                seeds += f' ({r["missing"]} missing)'
+            out.append('| ' + ' | '.join([r['label'], _regime(r), _ms(r.get('NDS'), n), _ms(r.get('mAP'), n),
+                                          _ms(r.get('retention'), n), seeds]) + ' |')
+        ref = t['reference']
+        if ref:
+            out.append(f'| {ref["label"]} | reference | {_num(ref["NDS"])} | {_num(ref["mAP"])} | – | 1 |')
+        out.append('')
+        for group in t['verdicts']:
+            where = f'{REGIME_WORDS[group["regime"]]} {group["sparsity"]:.0%}'
+            for against, items in (('{}', group['rd']), ('the best other baseline ({})', group['others'])):
+                for v in items:
+                    word = 'retains more than' if v['wins'] else '**does not retain more than**'
+                    out.append(f'- {where}: {v["method"]} {word} {against.format(v["best_baseline"])}: retention '
+                               f'{v["gap"]:+.4f}, {NOISE[v["beyond_std"]]}.')
+        words = SENSOR_WORDS[t['reference_sensor']]
+        if not ref or ref['NDS'] is None:
+            out.append(f'- No {words}-only reference model was evaluated (`robustness.references.'
+                       f'{t["reference_sensor"]}`).')
+        elif t['below_reference']:
+            out.append(f'- **Below the {words}-only reference** (NDS {ref["NDS"]:.3f}): '
+                       + ', '.join(t['below_reference']) + '.')
+        else:
+            out.append(f'- No model falls below the {words}-only reference (NDS {ref["NDS"]:.3f}).')
+        out.append('')
+    return out
+
+
+def _regime(row: dict) -> str:
+    if row['regime'] == 'dense':
+        return '–'
+    if row['sparsity_target'] is None:
+        return f'{REGIME_WORDS[row["regime"]]} (no pruning)'
+    return f'{REGIME_WORDS[row["regime"]]} {row["sparsity_target"]:.0%}'
 
 
 def _goal(value: float | None, goal: float, higher: bool) -> str:
@@ -141,6 +203,7 @@ def render(meta: dict, fig: dict, plots: dict[str, str]) -> str:
             out += [f'### {float(s):.0%}', '', *metric_table(rows), '']
     out += ['## Reading the result', '', *verdict_lines(fig['verdicts']['oneshot'], 'one-shot'),
             *verdict_lines(fig['verdicts']['finetune'], 'finetuned'), '']
+    out += robustness_lines(fig.get('robustness'))
     b = fig['beta']
     if b['rows']:
         out += [f'## β sweep (val split, one-shot {float(b["sparsity"]):.0%})', '', *metric_table(b['rows']), '',

@@ -5,6 +5,10 @@ one-shot pruned model (method × sparsity × seed) evaluated on a split, a finet
 seed), a point of the β sweep, one seed's additivity check, or the cost measurements. One-shot cells of methods that
 use no calibration data (uniform, uniform+, global, LAMP, ERK: masks from the dense weights alone) do not depend on
 the seed, so they are one cell each (``seed`` None) and their spread over seeds is zero by construction.
+
+With ``robustness`` set, the dense test evaluation and the selected one-shot and finetuned cells also evaluate their
+checkpoint under each degraded-sensor corruption, inside the same cell (checkpoints are not kept between cells), with
+one corruption seed for every method (paired comparisons); the single-sensor reference models are ``reference`` cells.
 """
 from __future__ import annotations
 
@@ -38,12 +42,17 @@ METHODS: dict[str, Method] = {
 }
 BASELINES = ('uniform', 'uniform_plus', 'global', 'lamp', 'erk', 'rd')
 VARIANTS = {'task': 'task loss', 'lsi': 'task loss + LogSobolevLoss'}
+SENSORS = {'lidar': 'LiDAR-only', 'camera': 'camera-only'}  # the reference models (tools/compare_modalities.py)
+
+
+def _same(value: float | None, choices) -> bool:
+    return value is not None and any(abs(float(value) - float(c)) < 1e-9 for c in choices)
 
 
 @dataclass(frozen=True)
 class Cell:
     """One unit of work. ``kind`` is one of dense_train, dense_eval, curves, beta, oneshot, additivity, costs,
-    finetune; the other fields say which instance (None where they do not apply)."""
+    finetune, reference; the other fields say which instance (None where they do not apply)."""
 
     kind: str
     method: str | None = None
@@ -53,11 +62,14 @@ class Cell:
     split: str | None = None
     beta: float | None = None
     iteration: int | None = None
+    sensor: str | None = None
 
     @property
     def id(self) -> str:
         """A path-like name, unique per cell: ``oneshot/lamp/s70/seed-free/test``."""
         parts = [self.kind]
+        if self.sensor is not None:
+            parts.append(self.sensor)
         if self.method is not None:
             parts.append(self.method + (f'-{self.variant}' if self.variant else ''))
         if self.beta is not None:
@@ -76,6 +88,8 @@ class Cell:
     def label(self) -> str:
         """A human-readable line for the progress log."""
         words = [self.kind]
+        if self.sensor is not None:
+            words.append(f'{SENSORS[self.sensor]} model')
         if self.method is not None:
             words.append(METHODS[self.method].label)
         if self.variant is not None:
@@ -116,6 +130,7 @@ class Plan:
     lsi_loss: dict | None = None
     additivity: dict = field(default_factory=lambda: {'random': 32, 'level_range': [0.3, 0.95]})
     costs: dict = field(default_factory=lambda: {'plain_layers': 12, 'probes': 8, 'steps': 10, 'warmup': 2})
+    robustness: dict | None = None
     docs: str = 'docs/benchmarks.md'
     name: str = 'benchmark'
 
@@ -152,6 +167,40 @@ class Plan:
         if self.splits['val'] == self.splits['test']:
             raise ValueError('`splits` val and test are the same data: the tables would be on the split that beta '
                              'is tuned on; point `splits.test` at another set')
+        if self.robustness is not None:
+            from .robustness import problems
+            found = problems(self)
+            if found:
+                raise ValueError('`robustness` is invalid: ' + '; '.join(found))
+
+    def corruptions(self) -> list[str]:
+        """The corruptions every selected cell is also evaluated under ([] without ``robustness``)."""
+        return list((self.robustness or {}).get('corruptions') or [])
+
+    def corrupted(self, cell: Cell) -> bool:
+        """Whether ``cell`` also evaluates its checkpoint under the corruptions: the dense model on test, the
+        selected one-shot cells, and every finetune row (the equal-budget dense one too) at the selected
+        sparsities."""
+        if not self.corruptions() or cell.split != 'test':
+            return False
+        oneshot, finetune = self.robustness.get('oneshot') or {}, self.robustness.get('finetune') or {}
+        if cell.kind == 'dense_eval':
+            return cell.iteration is None
+        if cell.kind == 'oneshot':
+            return cell.method in oneshot.get('methods', []) and _same(cell.sparsity, oneshot.get('sparsities', []))
+        if cell.kind == 'finetune':
+            selected = finetune.get('sparsities', [])
+            return bool(selected) if cell.method == 'dense' else _same(cell.sparsity, selected)
+        return False
+
+    def references(self) -> dict[str, dict]:
+        """``{sensor: dict(config=..., checkpoint=...)}`` of the single-sensor reference models that are set."""
+        refs = (self.robustness or {}).get('references') or {}
+        return {s: dict(refs[s]) for s in SENSORS if refs.get(s)}
+
+    def timing_class(self, cell: Cell) -> str:
+        """What the ETA groups cell durations by: the kind, apart for cells that also evaluate under corruption."""
+        return f'{cell.kind}+corrupted' if self.corrupted(cell) else cell.kind
 
     def finetune_rows(self) -> list[tuple[str, str]]:
         return [tuple(r) for r in self.finetune.get('rows', [])]
@@ -174,6 +223,7 @@ def expand(plan: Plan, *, train_dense: bool) -> list[Cell]:
         points = sorted({*range(every, iters + 1, every), iters})
         cells += [Cell('dense_eval', iteration=i, split='val') for i in points[:-1]]
     cells += [Cell('dense_eval', split='val'), Cell('dense_eval', split='test')]
+    cells += [Cell('reference', sensor=s, split='test') for s in plan.references()]
     curves = bool(plan.curve_methods()) or bool(plan.beta.get('values'))
     if curves:
         cells += [Cell('curves', seed=s) for s in plan.seeds]

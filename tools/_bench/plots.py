@@ -1,6 +1,6 @@
-"""The report's plots (matplotlib, Agg): NDS vs sparsity, per-modality sparsity, additivity scatter, β sweep, and
-the dense model's val curve. Each function takes the ``figures`` dict and writes one png; returns None when the
-figures lack its data."""
+"""The report's plots (matplotlib, Agg): NDS vs sparsity, per-modality sparsity, additivity scatter, β sweep, the
+dense model's val curve, and the retention of each model under each corruption. Each function takes the ``figures``
+dict and writes one png; returns None when the figures lack its data."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -140,8 +140,43 @@ def dense_curve(fig: dict, path: Path) -> Path | None:
     return path
 
 
+def retention(fig: dict, path: Path) -> Path | None:
+    """Retention (corrupted NDS / the dense model's corrupted NDS) per corruption, one bar per model, one panel per
+    regime (one-shot, finetuned); error bars are the std over seeds."""
+    plt = _plt()
+    tables = (fig.get('robustness') or {}).get('tables') or {}
+    names = list(tables)
+    panels = {}
+    for name in names:
+        for r in tables[name]['rows']:
+            if r['regime'] != 'dense' and 'retention' in r:
+                s = r['sparsity_target']
+                label = r['label'] + ('' if s is None else f' ({s:.0%})')
+                panels.setdefault(r['regime'], {}).setdefault(label, {})[name] = r['retention']
+    if not panels:
+        return None
+    f, axes = plt.subplots(len(panels), 1, figsize=(max(6.0, 1.4 * len(names) + 3), 3.8 * len(panels)),
+                           squeeze=False)
+    for ax, (regime, series) in zip(axes[:, 0], panels.items()):
+        width = 0.8 / len(series)
+        for j, (label, values) in enumerate(series.items()):
+            xs = [i + j * width for i, n in enumerate(names) if n in values]
+            ax.bar(xs, [values[n]['mean'] for n in names if n in values], width,
+                   yerr=[values[n]['std'] for n in names if n in values], capsize=2, label=label)
+        ax.axhline(1.0, color='k', ls=':', lw=1)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))])
+        ax.set_xticklabels(names, rotation=30, ha='right', fontsize=7)
+        ax.set(title=f'{"one-shot" if regime == "oneshot" else "finetuned"} (test)',
+               ylabel='retention vs dense (NDS ratio)')
+        ax.legend(fontsize=6, ncol=2)
+    f.tight_layout()
+    f.savefig(path, dpi=110)
+    plt.close(f)
+    return path
+
+
 PLOTS = dict(nds_vs_sparsity=nds_vs_sparsity, modality_sparsity=modality_sparsity, additivity=additivity,
-             beta_sweep=beta_sweep, dense_curve=dense_curve)
+             beta_sweep=beta_sweep, dense_curve=dense_curve, retention=retention)
 
 
 def write_all(fig: dict, folder: Path) -> dict[str, Path]:

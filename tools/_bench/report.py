@@ -88,19 +88,19 @@ def table(cells: dict, plan: Plan, kind: str, sparsity: float) -> list[dict]:
     return rows
 
 
-def verdicts(rows: list[dict]) -> list[dict]:
-    """For each MMPrune4U row: the best baseline row by mean NDS, the difference, and whether it is a win
-    (higher mean), and whether the gap exceeds the larger of the two standard deviations (None when a row has a
+def verdicts(rows: list[dict], *, metric: str = 'NDS', baselines: tuple[str, ...] = BASELINES) -> list[dict]:
+    """For each MMPrune4U row: the best row of ``baselines`` by mean ``metric``, the difference, and whether it is a
+    win (higher mean), and whether the gap exceeds the larger of the two standard deviations (None when a row has a
     single seed, so no spread was measured; a seed-free row's zero spread is real)."""
-    base = [r for r in rows if r.get('method') in BASELINES and 'NDS' in r]
+    base = [r for r in rows if r.get('method') in baselines and r.get(metric)]
     out = []
     if not base:
         return out
-    best = max(base, key=lambda r: r['NDS']['mean'])
+    best = max(base, key=lambda r: r[metric]['mean'])
     for r in rows:
-        if str(r.get('method', '')).startswith('mmprune4u') and 'NDS' in r:
-            gap = r['NDS']['mean'] - best['NDS']['mean']
-            noise = max(r['NDS']['std'], best['NDS']['std'])
+        if str(r.get('method', '')).startswith('mmprune4u') and r.get(metric):
+            gap = r[metric]['mean'] - best[metric]['mean']
+            noise = max(r[metric]['std'], best[metric]['std'])
             single = any(x['n'] < 2 and not x.get('seed_free') for x in (r, best))
             out.append(dict(method=r['label'], best_baseline=best['label'], gap=gap, wins=gap > 0,
                             beyond_std=None if single else abs(gap) > noise))
@@ -174,6 +174,8 @@ def cut_statement(plan: Plan) -> list[str]:
     if rows and sorted(ft) != sorted(map(float, plan.sparsities)):
         notes.append('finetuned at ' + ', '.join(f'{s:.0%}' for s in ft) + ' only (one-shot at '
                      + ', '.join(f'{s:.0%}' for s in plan.sparsities) + ')')
+    from .robustness import cut_notes
+    notes += cut_notes(plan)
     if len(plan.seeds) < 3:
         notes.append(f'{len(plan.seeds)} seed(s) only: fewer than the protocol\'s 3 (a smoke run, not a result)')
     return notes
@@ -185,10 +187,11 @@ def figures(cells: dict[str, dict], plan: Plan) -> dict:
     oneshot = {f'{s:g}': table(cells, plan, 'oneshot', s) for s in plan.sparsities}
     finetune = {f'{s:g}': table(cells, plan, 'finetune', s) for s in ft_sparsities}
     costs = done(cells, Cell('costs', seed=plan.seeds[0]))
+    from .robustness import figures as robustness_figures
     return dict(
         dense=dense_figures(cells, plan), oneshot=oneshot, finetune=finetune,
         verdicts={'oneshot': {k: verdicts(v) for k, v in oneshot.items()},
                   'finetune': {k: verdicts(v) for k, v in finetune.items()}},
         beta=beta_figures(cells, plan), additivity=additivity_figures(cells, plan), costs=costs,
-        sizes=size_figures(cells, plan), cut=cut_statement(plan),
+        sizes=size_figures(cells, plan), cut=cut_statement(plan), robustness=robustness_figures(cells, plan),
         failed=sorted(f'{k}: {r.get("error", "")}' for k, r in cells.items() if r.get('status') != 'done'))
