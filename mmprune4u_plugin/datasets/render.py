@@ -166,6 +166,27 @@ def box_polygons(center: np.ndarray, dims: np.ndarray, yaw: float, app: Appearan
     return out
 
 
+def rasterize(cam: CameraModel, polygons: list, ground: GroundStyle,
+              light: Lighting) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The noiseless z-buffer pass of :func:`render_camera` (no haze, exposure, blur, noise; draws no random numbers).
+
+    Returns:
+        tuple: linear RGB float32 (H, W, 3); the depth map (H, W) float32, the camera-frame z of the surface each
+        pixel sees (inf for sky; decals sit ``bias`` <= 3 cm in front of their face); the instance-id map (H, W)
+        int16, the index into ``polygons`` (-1 for background).
+    """
+    img, depth = cam.background(ground, light)
+    ids = np.full(depth.shape, -1, np.int16)
+    for obj_id, polys in enumerate(polygons):
+        if not cam.may_see(np.concatenate([corners for _n, corners, _rgb, bias in polys if bias == 0.0])):
+            continue
+        for n, corners, rgb, bias in polys:
+            if n @ (corners.mean(0) - cam.origin_ego) >= 0:  # back face
+                continue
+            cam.fill(img, depth, ids, corners, rgb, obj_id, bias)
+    return img, depth, ids
+
+
 def render_camera(cam: CameraModel, polygons: list, ground: GroundStyle, light: Lighting,
                   rng: np.random.Generator, blur_sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """Render one camera.
@@ -180,15 +201,7 @@ def render_camera(cam: CameraModel, polygons: list, ground: GroundStyle, light: 
     Returns:
         tuple: BGR uint8 image (H, W, 3) and the instance-id map (H, W) (-1 for background).
     """
-    img, depth = cam.background(ground, light)
-    ids = np.full(depth.shape, -1, np.int16)
-    for obj_id, polys in enumerate(polygons):
-        if not cam.may_see(np.concatenate([corners for _n, corners, _rgb, bias in polys if bias == 0.0])):
-            continue
-        for n, corners, rgb, bias in polys:
-            if n @ (corners.mean(0) - cam.origin_ego) >= 0:  # back face
-                continue
-            cam.fill(img, depth, ids, corners, rgb, obj_id, bias)
+    img, depth, ids = rasterize(cam, polygons, ground, light)
     finite = np.isfinite(depth)
     dist = np.where(finite, depth, np.float32(60.0))
     fog = np.where(finite, 1.0 - np.exp(-dist / np.float32(light.haze_dist)), np.float32(0.0))[..., None]

@@ -33,7 +33,7 @@ from .appearance import sample_appearance
 from .ground import GroundStyle
 from .lidar_sim import LidarSpec, points_in_boxes, simulate_scan
 from .nuscenes_calib import CAMERAS, FULL_IMAGE_SIZE, load_rig_calibration
-from .render import CameraModel, Lighting, box_polygons, render_camera
+from .render import CameraModel, Lighting, box_polygons, rasterize, render_camera
 from .scene_sampler import CLASSES, sample_scene
 
 SPLITS = {'train': 0, 'val': 1}
@@ -92,19 +92,36 @@ class SceneGenerator:
 
     Args:
         cfg (SyntheticNuScenesConfig): the configuration.
-        out_dir (str): dataset root.
+        out_dir (str, optional): dataset root; None for a generator that only gives :meth:`image_labels`.
     """
 
-    def __init__(self, cfg: SyntheticNuScenesConfig, out_dir: str | os.PathLike) -> None:
+    def __init__(self, cfg: SyntheticNuScenesConfig, out_dir: str | os.PathLike | None) -> None:
         self.cfg = cfg
-        self.out_dir = Path(out_dir)
+        self.out_dir = None if out_dir is None else Path(out_dir)
         self.rig = load_rig_calibration(cfg.sample_pkl)
         self.size = tuple(int(round(n * cfg.image_scale)) for n in FULL_IMAGE_SIZE)
         self.lidar2ego = self.rig.level_lidar2ego()
         self.calib = self.rig.camera_calib(self.size)
         self.cameras = {cam: CameraModel(c['cam2img'], c['cam2ego'], self.size) for cam, c in self.calib.items()}
-        for sensor in ('LIDAR_TOP', *CAMERAS):
+        for sensor in ('LIDAR_TOP', *CAMERAS) if self.out_dir is not None else ():
             (self.out_dir / 'samples' / sensor).mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_metainfo(cls, metainfo: dict) -> 'SceneGenerator':
+        """A labels-only generator (``out_dir=None``) of the configuration an info pkl's ``metainfo`` records.
+
+        The calibrations come from the default source (the shared sample, else the built-in copy of it).
+        """
+        gen = metainfo.get('synthetic')
+        if gen is None:
+            raise ValueError('not a synthetic set: metainfo has no "synthetic" entry')
+        if gen['generator_version'] != GENERATOR_VERSION:
+            raise ValueError(f'the set was written by generator {gen["generator_version"]}, this is '
+                             f'{GENERATOR_VERSION}: regenerate it')
+        cfg = SyntheticNuScenesConfig(seed=gen['seed'], image_scale=gen['image_scale'],
+                                      num_objects=tuple(gen['num_objects']), max_dist=gen['max_dist'],
+                                      lidar=LidarSpec(**gen['lidar']), jpeg_quality=gen['jpeg_quality'])
+        return cls(cfg, None)
 
     def metainfo(self, split: str) -> dict:
         gen = dict(generator_version=GENERATOR_VERSION, split=split, seed=self.cfg.seed,
@@ -116,13 +133,36 @@ class SceneGenerator:
         return dict(categories={c: i for i, c in enumerate(CLASSES)}, dataset='nuscenes', version=self.cfg.version,
                     info_version='1.1', synthetic=gen)
 
-    def scene(self, split: str, idx: int) -> dict:
-        """Generate, write and return the info of scene ``idx`` of ``split``."""
+    def _layout(self, split: str, idx: int) -> tuple:
+        """The scene's random draws up to its pose: ``(rng, objects, looks, ground, light, ego2global)``; ``rng``
+        goes on to the LiDAR scan and the camera noise."""
         rng = np.random.default_rng(np.random.SeedSequence([self.cfg.seed, SPLITS[split], idx]))
         objs = sample_scene(rng, num_objects=self.cfg.num_objects, max_dist=self.cfg.max_dist)
         looks = [sample_appearance(CLASSES[k], rng) for k in objs.labels]
         ground, light = GroundStyle.sample(rng), Lighting.sample(rng)
-        ego2global = _planar_pose(rng)
+        return rng, objs, looks, ground, light, _planar_pose(rng)
+
+    def image_labels(self, split: str, idx: int) -> dict:
+        """Per-pixel targets of scene ``idx``'s camera images (nothing is written; the same scene as :meth:`scene`).
+
+        Returns:
+            dict: per camera, ``(classes, depth)`` at the image size: ``classes`` (H, W) int8, the CLASSES index of
+            the object each pixel sees (-1 for ground and sky); ``depth`` (H, W) float32, the camera-frame z of the
+            surface it sees (inf for sky).
+        """
+        _rng, objs, looks, ground, light, _pose = self._layout(split, idx)
+        polygons = [box_polygons(c, d, y, a, np.asarray(light.sun))
+                    for c, d, y, a in zip(objs.centers, objs.dims, objs.yaws, looks)]
+        labels = np.append(np.asarray(objs.labels, np.int8), np.int8(-1))  # id -1 (background) -> class -1
+        out = {}
+        for cam in CAMERAS:
+            _img, depth, ids = rasterize(self.cameras[cam], polygons, ground, light)
+            out[cam] = (labels[ids], depth)
+        return out
+
+    def scene(self, split: str, idx: int) -> dict:
+        """Generate, write and return the info of scene ``idx`` of ``split``."""
+        rng, objs, looks, ground, light, ego2global = self._layout(split, idx)
 
         rot, trans = self.lidar2ego[:3, :3], self.lidar2ego[:3, 3]
         lidar_yaw = np.arctan2(rot[1, 0], rot[0, 0])
