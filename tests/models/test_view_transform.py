@@ -182,6 +182,36 @@ def test_forward_shapes_with_downsample_and_z_cells():
         LSSViewTransform(8, 4, (64, 96), (8, 12), (-1, 1, 1), (-1, 1, 1), (-1, 1, 2), (1, 2, 1), downsample=4)
 
 
+def test_mean_pool_divides_by_the_depth_mass_from_one_pixel_on():
+    """Camera frame = LiDAR frame, 16 x 8 image, 2 x 4 features, f = 400 px and the principal point at (-150, -150)
+    so that all 8 feature cells' rays stay in one BEV cell up to 8 m. Each pixel puts half its depth mass at 3 m
+    and half at 7 m (mass 4 per cell); context channel 0 is 1 (the sum-pooled channel 0 is the mass), channel 1
+    the feature column + 1. 'sum' gives 4 and 4 x 2.5; 'mean' gives 1 and 2.5 (the mean over the columns)."""
+    views = dict(image_size=(8, 16), feature_size=(2, 4), dbound=(1.0, 11.0, 1.0), **GRID)
+    vt_sum, vt_mean = LSSViewTransform(2, 2, **views), LSSViewTransform(2, 2, pool='mean', **views)
+    for vt in (vt_sum, vt_mean):
+        with torch.no_grad():
+            vt.depthnet.weight.zero_()
+            vt.depthnet.bias.fill_(-50.0)
+            vt.depthnet.bias[[2, 6]] = 0.0  # depth bins 3 m and 7 m, half each
+            vt.depthnet.bias[10:] = torch.tensor([1.0, 0.0])  # context: channel 0 = 1, channel 1 = input 0
+            vt.depthnet.weight[11, 0] = 1.0
+    feats = torch.zeros(1, 1, 2, 2, 4)
+    feats[0, 0, 0] = torch.arange(1.0, 5.0)
+    mats = _pinhole()
+    mats['cam2img'][..., 0, 0] = mats['cam2img'][..., 1, 1] = 400.0
+    mats['cam2img'][..., 0, 2] = mats['cam2img'][..., 1, 2] = -150.0
+    summed, mean = vt_sum(feats, **mats)[0], vt_mean(feats, **mats)[0]
+    cells = (summed[0] > 1e-6).nonzero()  # (the other bins get e^-50)
+    assert len(cells) == 2  # one BEV cell per depth
+    for y, x in cells:
+        assert summed[:, y, x].tolist() == pytest.approx([4.0, 10.0], rel=1e-5)
+        assert mean[:, y, x].tolist() == pytest.approx([1.0, 2.5], rel=1e-5)
+    torch.testing.assert_close(mean, summed / summed[:1].clamp(min=1.0))
+    with pytest.raises(ValueError, match="`pool` must be 'sum' or 'mean'"):
+        LSSViewTransform(2, 2, pool='max', **views)
+
+
 def _pinhole(batch=1, views=1):
     """Camera frame = LiDAR frame, f = 4 px, principal point at the centre of a 16 x 8 image."""
     mats = dict(cam2img=torch.eye(4).repeat(batch, views, 1, 1), lidar2cam=torch.eye(4).repeat(batch, views, 1, 1),
