@@ -54,27 +54,34 @@ def _reduce(feats: torch.Tensor, coors: torch.Tensor,
 
 
 class _DynamicScatterCPU(Function):
-    """Same contract as ``mmcv.ops.scatter_points._DynamicScatter``, for CPU tensors."""
+    """Same contract as ``mmcv.ops.scatter_points._DynamicScatter``, for CPU tensors.
+
+    ``return_map=True`` adds the int32 point-to-voxel map as a third output, as mmdet3d's ``dynamic_scatter_3d`` does.
+    """
 
     @staticmethod
-    def forward(ctx: Any, feats: torch.Tensor, coors: torch.Tensor,
-                reduce_type: str = 'max') -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(ctx: Any, feats: torch.Tensor, coors: torch.Tensor, reduce_type: str = 'max',
+                return_map: bool = False) -> Tuple[torch.Tensor, ...]:
         if reduce_type not in REDUCE_TYPES:
             raise ValueError(f'`reduce_type` must be one of {REDUCE_TYPES}, but got reduce_type: {reduce_type!r}')
         voxel_feats, voxel_coors, point2voxel, counts = _reduce(feats, coors, reduce_type)
         ctx.reduce_type = reduce_type
         ctx.save_for_backward(feats, voxel_feats, point2voxel, counts)
-        ctx.mark_non_differentiable(voxel_coors)
-        return voxel_feats, voxel_coors
+        if not return_map:
+            ctx.mark_non_differentiable(voxel_coors)
+            return voxel_feats, voxel_coors
+        point2voxel_map = point2voxel.int()  # the CUDA kernel's dtype; -1 for dropped points
+        ctx.mark_non_differentiable(voxel_coors, point2voxel_map)
+        return voxel_feats, voxel_coors, point2voxel_map
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_voxel_feats: torch.Tensor, grad_voxel_coors: Any = None) -> tuple:
+    def backward(ctx: Any, grad_voxel_feats: torch.Tensor, *grad_non_differentiable: Any) -> tuple:
         """sum/mean: each point gets its voxel's gradient (/count); max: the lowest-index argmax point gets it."""
         feats, voxel_feats, point2voxel, counts = ctx.saved_tensors
         grad_feats = torch.zeros_like(feats)
         if feats.shape[0] == 0 or voxel_feats.shape[0] == 0:
-            return grad_feats, None, None
+            return grad_feats, None, None, None
         valid = point2voxel >= 0
         index = point2voxel[valid]
         if ctx.reduce_type != 'max':
@@ -82,7 +89,7 @@ class _DynamicScatterCPU(Function):
             if ctx.reduce_type == 'mean':
                 grad = grad / counts[index, None].to(grad.dtype)
             grad_feats[valid] = grad
-            return grad_feats, None, None
+            return grad_feats, None, None, None
         n = feats.shape[0]
         point_ids = torch.arange(n, device=feats.device)[valid, None].expand(-1, feats.shape[1])
         hit = feats[valid] == voxel_feats[index]
@@ -92,7 +99,7 @@ class _DynamicScatterCPU(Function):
         found = reduce_from < n
         channels = torch.arange(feats.shape[1], device=feats.device).expand_as(reduce_from)
         grad_feats[reduce_from[found], channels[found]] = grad_voxel_feats[found]
-        return grad_feats, None, None
+        return grad_feats, None, None, None
 
 
 def dynamic_scatter_cpu(feats: torch.Tensor, coors: torch.Tensor,

@@ -10,6 +10,7 @@ re-runs, while the stages before it are served from the record.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import math
 from typing import Any, Iterator, Sequence
@@ -48,6 +49,12 @@ def _detach_copy(obj: Any) -> Any:
         return obj.detach().clone()
     if hasattr(obj, 'replace_feature') and isinstance(getattr(obj, 'features', None), torch.Tensor):
         return obj.replace_feature(obj.features.detach().clone())
+    if hasattr(obj, 'indices') and isinstance(getattr(obj, 'features', None), torch.Tensor):
+        # mmcv's SparseConvTensor has no replace_feature, and its users assign ``.features`` in place (Cylinder3D
+        # does, after the call): a shared object would let a caller rewrite the record
+        copied = copy.copy(obj)
+        copied.features = obj.features.detach().clone()
+        return copied
     if isinstance(obj, tuple) and hasattr(obj, '_fields'):
         return type(obj)(*(_detach_copy(x) for x in obj))
     if isinstance(obj, (list, tuple)):

@@ -1,7 +1,8 @@
 """The CPU shims (mmprune4u_plugin.compat), each checked against an independent reference.
 
 Every test of a patched op fails without its shim: the sparse-conv backward raises (no CUDA stream), the sparse-conv
-sums are wrong with 2 torch threads (scatter-add race) and ``dynamic_scatter`` raises on CPU (no kernel).
+sums are wrong with 2 torch threads (scatter-add race); mmcv's ``dynamic_scatter`` and sparse convs and mmdet3d's
+``dynamic_scatter_3d`` raise on CPU (no kernels).
 """
 from __future__ import annotations
 
@@ -256,3 +257,202 @@ def test_dense_reference_sanity():
     grid = _densify(indices, feats, 1, [2, 2, 3])
     assert grid.shape == (1, 2, 2, 2, 3) and float(grid.sum()) == float(feats.sum())
     assert grid[0, :, 1, 1, 2].tolist() == feats[3].tolist()
+
+
+# ---------------------------------------------------------------- mmcv's sparse convs on CPU (spconv) vs dense conv3d
+
+MMCV_CONVS = {  # case -> (mmcv class, kwargs, the dense conv's stride and padding)
+    'subm_3x3x3': ('SubMConv3d', dict(kernel_size=3, padding=1), 1, (1, 1, 1)),
+    # Cylinder3D's asymmetric kernels, with its padding=1, which a submanifold conv ignores (as mmcv's CUDA one does)
+    'subm_1x3x3': ('SubMConv3d', dict(kernel_size=(1, 3, 3), padding=1), 1, (0, 1, 1)),
+    'strided': ('SparseConv3d', dict(kernel_size=3, stride=2, padding=1), 2, (1, 1, 1)),
+    'strided_221': ('SparseConv3d', dict(kernel_size=3, stride=(2, 2, 1), padding=1), (2, 2, 1), (1, 1, 1)),
+}
+
+
+def _mmcv_conv(mmcv_ops, name: str, cin: int, cout: int, gen, **kwargs):
+    conv = getattr(mmcv_ops, name)(cin, cout, **kwargs).to(DTYPE)
+    with torch.no_grad():
+        for param in conv.parameters():
+            param.copy_(torch.randn(param.shape, generator=gen, dtype=DTYPE) / 4)
+    return conv
+
+
+def _dense_weight(conv) -> torch.Tensor:
+    """mmcv's [*kernel, in, out] weight as conv3d's [out, in, *kernel]."""
+    return conv.weight.detach().permute(4, 3, 0, 1, 2).clone()
+
+
+def _probe_sites(probe: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    return probe.permute(0, 2, 3, 4, 1)[tuple(indices.long().T)]
+
+
+@pytest.mark.parametrize('case', sorted(MMCV_CONVS))
+def test_mmcv_sparse_conv_forward_backward_match_dense_conv3d(case, mmcv_ops, spconv_nn, two_threads):
+    """mmcv's module on CPU features: same outputs, sites and gradients (input, weight in mmcv's layout, bias)."""
+    name, kwargs, stride, padding = MMCV_CONVS[case]
+    batch, size, cin, cout = 2, 12, 8, 6
+    indices, feats, gen = _random_voxels(batch, size, cin, 0.1, seed=1)
+    conv = _mmcv_conv(mmcv_ops, name, cin, cout, gen, indice_key='k', **kwargs)
+    assert tuple(conv.weight.shape) == (*conv.kernel_size, cin, cout)  # mmcv's layout and keys, untouched
+    assert set(conv.state_dict()) == {'weight', 'bias'}
+
+    feats_ref = feats.clone().requires_grad_()
+    weight_ref, bias_ref = _dense_weight(conv).requires_grad_(), conv.bias.detach().clone().requires_grad_()
+    dense = F.conv3d(_densify(indices, feats_ref, batch, [size] * 3), weight_ref, bias_ref, stride=stride,
+                     padding=padding)
+    occupancy = _densify(indices, torch.ones(len(indices), 1, dtype=DTYPE), batch, [size] * 3)
+    if name == 'SubMConv3d':
+        active = occupancy
+    else:
+        ones = torch.ones(1, 1, *conv.kernel_size, dtype=DTYPE)
+        active = (F.conv3d(occupancy, ones, stride=stride, padding=padding) > 0).to(DTYPE)
+    probe = torch.randn(dense.shape, generator=gen, dtype=DTYPE)
+    (dense * active * probe).sum().backward()
+
+    feats_sp = feats.clone().requires_grad_()
+    x = mmcv_ops.SparseConvTensor(feats_sp, indices, [size] * 3, batch)
+    out = conv(x)
+    (out.features * _probe_sites(probe, out.indices)).sum().backward()
+
+    assert isinstance(out, mmcv_ops.SparseConvTensor) and list(out.spatial_shape) == list(dense.shape[2:])
+    out_sites = _densify(out.indices, torch.ones(len(out.indices), 1, dtype=DTYPE), batch, list(dense.shape[2:]))
+    assert torch.equal(out_sites, active)
+    torch.testing.assert_close(out.dense(), dense * active, **TOL)
+    torch.testing.assert_close(feats_sp.grad, feats_ref.grad, **TOL)
+    torch.testing.assert_close(conv.weight.grad.permute(4, 3, 0, 1, 2), weight_ref.grad, **TOL)
+    torch.testing.assert_close(conv.bias.grad, bias_ref.grad, **TOL)
+    assert 'k' in x.indice_dict and out.indice_dict is x.indice_dict  # the rulebook, for layers sharing the key
+
+
+def test_mmcv_inverse_conv_matches_dense_conv_transpose3d(mmcv_ops, spconv_nn, two_threads):
+    """``SparseInverseConv3d`` maps the strided conv of its ``indice_key`` back onto that conv's input sites."""
+    batch, size, cin, cmid, cout = 2, 12, 4, 8, 5
+    indices, feats, gen = _random_voxels(batch, size, cin, 0.1, seed=2)
+    down = _mmcv_conv(mmcv_ops, 'SparseConv3d', cin, cmid, gen, kernel_size=3, stride=2, padding=1,
+                      indice_key='down', bias=False)
+    up = _mmcv_conv(mmcv_ops, 'SparseInverseConv3d', cmid, cout, gen, kernel_size=3, indice_key='down')
+    with torch.no_grad():
+        y = down(mmcv_ops.SparseConvTensor(feats, indices, [size] * 3, batch))
+    y_feats = y.features.clone().requires_grad_()
+    y_leaf = mmcv_ops.SparseConvTensor(y_feats, y.indices, y.spatial_shape, batch)
+    y_leaf.indice_dict = y.indice_dict
+    z = up(y_leaf)
+
+    y_ref = y.features.clone().requires_grad_()
+    y_size = y.spatial_shape[0]
+    extra = size - ((y_size - 1) * 2 - 2 + 3)  # output_padding that gives back the input's size
+    weight_ref = up.weight.detach().permute(3, 4, 0, 1, 2).clone().requires_grad_()  # [in, out, *kernel]
+    dense = F.conv_transpose3d(_densify(y.indices, y_ref, batch, [y_size] * 3), weight_ref, up.bias.detach(),
+                               stride=2, padding=1, output_padding=extra)
+    active = _densify(indices, torch.ones(len(indices), 1, dtype=DTYPE), batch, [size] * 3)
+    probe = torch.randn(dense.shape, generator=gen, dtype=DTYPE)
+    (dense * active * probe).sum().backward()
+    (z.features * _probe_sites(probe, z.indices)).sum().backward()
+
+    assert torch.equal(z.indices, indices) and list(z.spatial_shape) == [size] * 3
+    torch.testing.assert_close(z.dense(), dense * active, **TOL)
+    torch.testing.assert_close(y_feats.grad, y_ref.grad, **TOL)
+    torch.testing.assert_close(up.weight.grad.permute(3, 4, 0, 1, 2), weight_ref.grad, **TOL)
+
+
+def test_mmcv_rulebook_is_reused_by_key_without_a_kernel_check(mmcv_ops, spconv_nn, two_threads):
+    """mmcv's rule, kept on CPU: Cylinder3D's 3x1x3 conv after a 1x3x3 one with the same key runs on the 1x3x3
+    neighbourhoods, kernel offset k of its weight on offset k of theirs (spconv's own modules would raise)."""
+    batch, size, c = 1, 10, 4
+    indices, feats, gen = _random_voxels(batch, size, c, 0.15, seed=3)
+    first = _mmcv_conv(mmcv_ops, 'SubMConv3d', c, c, gen, kernel_size=(1, 3, 3), padding=1, indice_key='bef',
+                       bias=False)
+    second = _mmcv_conv(mmcv_ops, 'SubMConv3d', c, c, gen, kernel_size=(3, 1, 3), padding=1, indice_key='bef',
+                        bias=False)
+    active = _densify(indices, torch.ones(len(indices), 1, dtype=DTYPE), batch, [size] * 3)
+    with torch.no_grad():
+        y = first(mmcv_ops.SparseConvTensor(feats, indices, [size] * 3, batch))
+        shared = second(y)
+        alone = second(mmcv_ops.SparseConvTensor(y.features, y.indices, y.spatial_shape, batch))
+    as_1x3x3 = second.weight.detach().reshape(1, 3, 3, c, c).permute(4, 3, 0, 1, 2)
+    torch.testing.assert_close(shared.dense(), F.conv3d(y.dense(), as_1x3x3, padding=(0, 1, 1)) * active, **TOL)
+    torch.testing.assert_close(alone.dense(), F.conv3d(y.dense(), _dense_weight(second), padding=(1, 0, 1)) * active,
+                               **TOL)
+
+
+def test_mmcv_sparse_conv_dispatch_leaves_other_devices_and_1x1_to_mmcv():
+    from types import SimpleNamespace
+
+    from mmprune4u_plugin.compat.mmcv_sparse_conv_cpu import make_dispatcher
+
+    forward = make_dispatcher(lambda self, inp: 'mmcv')
+    assert forward(SimpleNamespace(conv1x1=False), SimpleNamespace(features=torch.zeros(2, 3, device='meta'))) == 'mmcv'
+    assert forward(SimpleNamespace(conv1x1=True), SimpleNamespace(features=torch.zeros(2, 3))) == 'mmcv'
+
+
+def test_new_shims_are_idempotent(shims, mmcv_ops, spconv_nn):
+    voxelize = pytest.importorskip('mmdet3d.models.data_preprocessors.voxelize', reason='mmdet3d is not installed')
+    from mmcv.ops.sparse_conv import SparseConvolution
+    from mmdet3d.models.data_preprocessors import data_preprocessor
+
+    assert {'mmcv_sparse_conv', 'mmdet3d_dynamic_scatter'} <= set(shims)
+    before = (SparseConvolution.forward, voxelize.dynamic_scatter_3d)
+    assert apply_cpu_shims() == shims
+    assert (SparseConvolution.forward, voxelize.dynamic_scatter_3d) == before
+    assert not hasattr(SparseConvolution.forward.__wrapped__, '__wrapped__')
+    assert data_preprocessor.dynamic_scatter_3d is voxelize.dynamic_scatter_3d  # the name it imported, rebound
+    assert voxelize.dynamic_scatter_3d.__wrapped__ == voxelize._DynamicScatter.apply
+
+
+# ---------------------------------------------------------------- mmdet3d's dynamic_scatter_3d vs a loop over points
+
+@pytest.mark.parametrize('reduce_type', ['max', 'mean', 'sum'])
+def test_mmdet3d_dynamic_scatter_3d_matches_loop(reduce_type):
+    voxelize = pytest.importorskip('mmdet3d.models.data_preprocessors.voxelize', reason='mmdet3d is not installed')
+    feats, coors, gen = _points()
+    feats_op = feats.clone().requires_grad_()
+    voxel_feats, voxel_coors, point2voxel = voxelize.dynamic_scatter_3d(feats_op, coors, reduce_type, True)
+    feats_ref = feats.clone().requires_grad_()
+    ref_feats, ref_coors = _loop_scatter(feats_ref, coors, reduce_type)
+    keys = list(map(tuple, ref_coors.tolist()))
+
+    assert torch.equal(voxel_coors, ref_coors)
+    assert point2voxel.dtype == torch.int32  # as the CUDA kernel returns it; -1 for dropped points
+    assert point2voxel.tolist() == [keys.index(k) if min(k) >= 0 else -1 for k in map(tuple, coors.tolist())]
+    torch.testing.assert_close(voxel_feats, ref_feats, **TOL)
+    probe = torch.randn(ref_feats.shape, generator=gen, dtype=DTYPE)
+    (voxel_feats * probe).sum().backward()
+    (ref_feats * probe).sum().backward()
+    torch.testing.assert_close(feats_op.grad, feats_ref.grad, **TOL)
+    assert len(voxelize.dynamic_scatter_3d(feats, coors, reduce_type)) == 2  # without the map, mmcv's outputs
+
+
+@pytest.mark.parametrize('training', [True, False])
+def test_cylindrical_voxelisation_labels_and_map_match_loop(training):
+    """Cylinder3D's preprocessor: each voxel's label is the majority of its points' (ties: the lowest), and
+    ``point2voxel_map`` sends each point to its voxel's row (voxels sorted by coordinates)."""
+    pytest.importorskip('mmdet3d', reason='mmdet3d is not installed')
+    from collections import Counter
+
+    from mmdet3d.models.data_preprocessors import Det3DDataPreprocessor
+    from mmdet3d.structures import Det3DDataSample, PointData
+
+    pre = Det3DDataPreprocessor(voxel=True, voxel_type='cylindrical', voxel_layer=dict(
+        grid_shape=[6, 8, 4], point_cloud_range=[0, -3.14159265359, -4, 50, 3.14159265359, 2], max_num_points=-1,
+        max_voxels=-1)).train(training)
+    gen = torch.Generator().manual_seed(4)
+    points, samples = [], []
+    for n in (80, 50):
+        points.append(torch.cat([torch.rand(n, 3, generator=gen) * 40 - 20, torch.rand(n, 1, generator=gen)], 1))
+        sample = Det3DDataSample()
+        sample.gt_pts_seg = PointData(pts_semantic_mask=torch.randint(0, 4, (n,), generator=gen))
+        samples.append(sample)
+    out = pre.voxelize(points, samples)
+    assert out['voxels'].shape == (130, 6) and out['coors'].dtype == torch.int32
+
+    for i, sample in enumerate(samples):
+        coors = out['coors'][out['coors'][:, 0] == i, 1:]
+        keys = sorted(set(map(tuple, coors.tolist())))
+        assert sample.point2voxel_map.dtype == torch.int32
+        assert sample.point2voxel_map.tolist() == [keys.index(k) for k in map(tuple, coors.tolist())]
+        if training:
+            labels = sample.gt_pts_seg.pts_semantic_mask.tolist()
+            votes = [Counter(lab for k, lab in zip(map(tuple, coors.tolist()), labels) if k == key) for key in keys]
+            expected = [min(v, key=lambda lab: (-v[lab], lab)) for v in votes]
+            assert sample.gt_pts_seg.voxel_semantic_mask.tolist() == expected

@@ -33,6 +33,9 @@ CASES = {
                             lsi_loss=dict(type='LogSobolevLoss', loss_weight=1.0))),
     'centerpoint': ('nuscenes-v1.0-mini-sample', 'centerpoint/centerpoint_tiny_8xb1-short_nus-sample.py', dict(
         estimator='fisher', num_probes=2, grid=[0.0, 0.5, 0.8, 0.95], modalities=dict(lidar=['pts_']), taps=dict(lidar='pts_neck'))),
+    'cylinder3d': ('semantickitti-sample', 'semantickitti/cylinder3d_tiny_8xb1-short_semantickitti-sample.py', dict(
+        estimator='fisher', num_probes=2, grid=[0.0, 0.5, 0.8, 0.95],
+        modalities=dict(lidar=['voxel_encoder', 'backbone', 'decode_head']), taps=dict(lidar='backbone'))),
     'minkunet': ('semantickitti-sample', 'semantickitti/minkunet_tiny_spconv_8xb1-short_semantickitti-sample.py', dict(
         estimator='exact', grid=[0.0, 0.5, 0.8, 0.95], modalities=dict(lidar=['backbone', 'decode_head']),
         taps=dict(lidar='backbone'))),

@@ -37,6 +37,8 @@ CPU_CONFIGS = {  # shipped pruning config -> (sample data or None: synthetic, --
         ('nuscenes-v1.0-mini-sample', LAMP + ('train_cfg.max_iters=1',)),
     'semantickitti/mmprune4u-70_minkunet_tiny_spconv_8xb1-short_semantickitti-sample.py':
         ('semantickitti-sample', LAMP + ('train_cfg.max_iters=2',)),
+    'semantickitti/mmprune4u-70_cylinder3d_tiny_8xb1-short_semantickitti-sample.py':
+        ('semantickitti-sample', LAMP + ('train_cfg.max_iters=2',)),
     'demo/mmprune4u-70_bevfusion-lite_tiny_demo_synthetic-nus.py':
         (None, LAMP + ('train_cfg.max_iters=1', 'train_dataloader.dataset.times=1')),
 }
