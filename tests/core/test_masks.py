@@ -106,3 +106,16 @@ def test_pruner_squash_removes_only_its_hooks():
     assert calls == [1]
     assert int((w.grad != 0).sum()) > 54  # grads no longer masked
     assert int((w == 0).sum()) == 54
+
+
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_magnitude_order_sorts_like_the_magnitudes(dtype):
+    """The integer-view sort equals a stable sort of the float magnitudes: ties (by index), +-0, subnormals, inf."""
+    from mmprune4u_plugin.core.local_lsi import magnitude_order
+    tiny = torch.finfo(dtype).tiny
+    values = torch.tensor([0.5, -0.5, 0.0, -0.0, tiny / 4, -tiny / 2, 3.0, float('inf'), -1e-3, 1e-3, 2.0, -2.0],
+                          dtype=dtype)
+    weight = torch.cat([values, torch.randn(500, dtype=torch.float64).to(dtype)]).view(4, -1)
+    expected = torch.sort(weight.abs().reshape(-1).double(), stable=True).indices
+    assert torch.equal(magnitude_order(weight), expected)
+    assert magnitude_order(values)[:4].tolist() == [2, 3, 4, 5]  # the zeros by index, then the subnormals
