@@ -1,8 +1,12 @@
 """Fused LiDAR-camera vs LiDAR-only vs camera-only BEVFusion-Lite tiny, same seed and training budget (CPU).
 
-Two stages, as BEVFusion trains its fused model (a LiDAR-only model first, the fused model initialised from it):
+Two stages, as BEVFusion trains its fused model (a LiDAR-only model first, the fused model initialised from it),
+after a pretraining of the camera branch (BEVFusion starts it from pretrained image weights):
 
-  stage 1  all three from scratch, ``--iters`` iterations each (seed ``--seed``);
+  stage 0  tools/pretrain_image_backbone.py: the image backbone, neck and LSS depth net pretrained on the train
+           split's renderings (per-pixel class and depth targets), ``--img-pretrain-iters`` steps (0 skips it);
+  stage 1  all three trained for ``--iters`` iterations each (seed ``--seed``): LiDAR-only from scratch, camera-only
+           and fused with the camera branch loaded from stage 0 (the rest from scratch);
   stage 2  ``--iters2`` more iterations each: LiDAR-only and camera-only continue from their stage-1 checkpoints;
            the fused model starts from both stage-1 single-sensor checkpoints (tools/init_fused_from_single.py:
            the fuser's camera slice is zero, so it starts as the LiDAR-only model).
@@ -41,7 +45,9 @@ def main() -> None:
     parser.add_argument('--iters', type=int, default=None, help='stage-1 iterations (default: the configs\' 300)')
     parser.add_argument('--iters2', type=int, default=None,
                         help='stage-2 iterations (default: as many as stage 1; 0 skips stage 2)')
-    parser.add_argument('--seed', type=int, default=0, help='randomness.seed of every run')
+    parser.add_argument('--img-pretrain-iters', type=int, default=600,
+                        help='stage-0 pretraining steps of the camera branch (0: camera branches from scratch)')
+    parser.add_argument('--seed', type=int, default=0, help='randomness.seed of every run (and of stage 0)')
     parser.add_argument('--data-root', default=str(DATA), help='synthetic set (generated here if absent)')
     parser.add_argument('--num-train', type=int, default=200, help='train scenes when the set is generated')
     parser.add_argument('--num-val', type=int, default=40, help='val scenes when the set is generated')
@@ -53,10 +59,17 @@ def main() -> None:
     data_options = [] if data_root.resolve() == DATA.resolve() else data_root_options(data_root)
     test_options = ['--cfg-options', *data_options] if data_options else []
     common = [f'randomness.seed={args.seed}', *data_options]
-    results, ckpts = {}, {}
+    results, ckpts, starts = {}, {}, {}
+    if args.img_pretrain_iters > 0:
+        pretrained = out / 'img_pretrain.pth'
+        run_cached('stage 0: pretrain the camera branch on 2D targets',
+                   ['tools/pretrain_image_backbone.py', VARIANTS['camera'], '--ann-file',
+                    str(data_root / 'nuscenes_infos_train.pkl'), '--out', str(pretrained), '--iters',
+                    str(args.img_pretrain_iters), '--seed', str(args.seed)], out / 'img_pretrain.log', pretrained)
+        starts = {name: [f'load_from={pretrained}'] for name in ('lidar-camera', 'camera')}
     for name, config in VARIANTS.items():
         ckpts[name] = train(f'stage 1: train {name}', config, out / name, out / f'{name}.log', '--cfg-options',
-                            *common, *schedule_options(args.iters))
+                            *common, *schedule_options(args.iters), *starts.get(name, []))
         results[f'{name} (stage 1)'] = evaluate(name, config, ckpts[name], out, *test_options)
     iters2 = args.iters if args.iters2 is None else args.iters2
     if iters2 != 0:
@@ -74,6 +87,7 @@ def main() -> None:
     lines += [f'| {name} | ' + ' | '.join(f'{metric(r, k):.4f}' for k in KEYS) + ' |' for name, r in results.items()]
     (out / 'modalities.md').write_text('\n'.join(lines) + '\n')
     (out / 'modalities.json').write_text(json.dumps({'seed': args.seed, 'iters': args.iters, 'iters2': iters2,
+                                                     'img_pretrain_iters': args.img_pretrain_iters,
                                                      'data_root': str(data_root), 'results': results}, indent=1))
     print('\n'.join(lines))
     stage = 'stage 2' if iters2 != 0 else 'stage 1'
