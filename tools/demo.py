@@ -21,6 +21,7 @@ from _stages import DATA, REPO, ensure_synthetic_data, evaluate, metric, run, tr
 
 DENSE_CFG = 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py'
 PRUNE_CFG = 'configs/demo/mmprune4u-70_bevfusion-lite_tiny_demo_synthetic-nus.py'
+FINETUNE_CFG = 'configs/demo/bevfusion-lite_tiny_demo-finetune_synthetic-nus.py'  # PRUNE_CFG without the hook
 
 
 def main() -> None:
@@ -41,9 +42,8 @@ def main() -> None:
     pruned = train('MMPrune4U 70% + finetune with LogSobolevLoss (100 iterations)', PRUNE_CFG, out / 'pruned',
                    out / 'pruned.log', '--cfg-options', f'load_from={dense}')
     pruned_m = evaluate('pruned', DENSE_CFG, pruned, out)  # the plain config: no hook needed to load it
-    reference = train('dense + the same 100 finetuning iterations (equal-budget reference)', PRUNE_CFG,
-                      out / 'dense_finetuned', out / 'dense_finetuned.log', '--cfg-options', f'load_from={dense}',
-                      'default_hooks.mmprune4u=None')
+    reference = train('dense + the same 100 finetuning iterations (equal-budget reference)', FINETUNE_CFG,
+                      out / 'dense_finetuned', out / 'dense_finetuned.log', '--cfg-options', f'load_from={dense}')
     reference_m = evaluate('dense_finetuned', DENSE_CFG, reference, out)
     lamp = train('LAMP 70% + the same finetuning (100 iterations)', PRUNE_CFG, out / 'lamp', out / 'lamp.log',
                  '--cfg-options', f'load_from={dense}', 'default_hooks.mmprune4u.allocator=lamp')

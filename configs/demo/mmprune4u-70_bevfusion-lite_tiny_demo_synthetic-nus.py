@@ -2,7 +2,7 @@
 
 Fill these args: ``load_from`` (the dense checkpoint; tools/demo.py passes it); ``sparsity``; ``train_cfg.max_iters``.
 """
-_base_ = ['./bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py']
+_base_ = ['./bevfusion-lite_tiny_demo-finetune_synthetic-nus.py']  # the finetuning schedule
 default_hooks = dict(mmprune4u=dict(
     type='MMPrune4UHook', sparsity=0.7, allocator='mmprune4u', estimator='exact', calib_batches=1, beta=1.0,
     grid=[0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95],
@@ -11,6 +11,3 @@ default_hooks = dict(mmprune4u=dict(
     taps=dict(camera='view_transform', lidar='pts_middle_encoder'),
     lsi_loss=dict(type='LogSobolevLoss', loss_weight=1.0), lsi_reference='teacher',
     curve_cache='work_dirs/demo/curves.npz'))
-train_cfg = dict(max_iters=100)
-optim_wrapper = dict(optimizer=dict(lr=5e-4))
-param_scheduler = []
