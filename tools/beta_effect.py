@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def main() -> None:
     print('\n'.join(lines))
     if args.out:
         Path(args.out).with_suffix('.json').write_text(json.dumps(dict(curves=args.curves, rows=rows), indent=1))
-        command = ' '.join(['.venv/bin/python tools/beta_effect.py', *sys.argv[1:]])
+        command = shlex.join(['.venv/bin/python', 'tools/beta_effect.py', *sys.argv[1:]])
         header = ['# How much the regulariser moves the allocation', '',
                   'Per target sparsity, the DP allocation with beta = 0 (RD: task distortion D only) against beta > 0 '
                   '(D + beta c R, c putting R on D\'s scale at the target): how many layers get another level, and the '
