@@ -256,7 +256,7 @@ def generate_synthetic_nuscenes(out_dir: str | os.PathLike, num_train: int, num_
         it = (pickle.loads(pickle.dumps(gen.scene(*t), protocol=4)) for t in tasks)
         pool = None
     else:
-        pool = mp.get_context('fork').Pool(workers, _init_worker, (cfg, str(out_dir)))
+        pool = mp.get_context('spawn').Pool(workers, _init_worker, (cfg, str(out_dir)))  # fork after threads can hang
         it = pool.imap(_work, tasks, chunksize=1)  # one pickle per info, like the single-process path
     try:
         for k, info in enumerate(it, 1):

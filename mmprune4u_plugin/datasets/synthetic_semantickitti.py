@@ -257,7 +257,7 @@ def generate_synthetic_semantickitti(out_dir: str | os.PathLike, splits: dict | 
         it = (pickle.loads(pickle.dumps(gen.frame(*t), protocol=4)) for t in tasks)
         pool = None
     else:
-        pool = mp.get_context('fork').Pool(workers, _init_worker, (cfg, str(out_dir)))
+        pool = mp.get_context('spawn').Pool(workers, _init_worker, (cfg, str(out_dir)))  # fork after threads can hang
         it = pool.imap(_work, tasks, chunksize=1)
     try:
         for k, info in enumerate(it, 1):
