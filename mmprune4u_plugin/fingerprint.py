@@ -63,12 +63,13 @@ def file_digest(path: str | Path) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def plugin_version() -> str:
-    """``<__version__>+<digest of the plugin's source files>``: changes whenever the plugin's code changes."""
+def plugin_version(part: str = '') -> str:
+    """``<__version__>+<digest of the plugin's source files>``: changes whenever the plugin's code changes
+    (``part``: only the files below that sub-package, e.g. ``'datasets'`` for what the synthetic data depends on)."""
     from . import __version__
     root = Path(__file__).resolve().parent
     sha = hashlib.sha1()
-    for path in sorted(root.rglob('*.py')):
+    for path in sorted((root / part).rglob('*.py')):
         sha.update(str(path.relative_to(root)).encode())
         sha.update(path.read_bytes())
     return f'{__version__}+{sha.hexdigest()[:12]}'

@@ -88,3 +88,16 @@ def test_metrics_json_is_strict_json():
     assert cli.json_number(float('nan')) is None and cli.json_number(math.inf) is None
     text = json.dumps({'iou': cli.json_number(float('nan'))}, allow_nan=False)
     assert json.loads(text) == {'iou': None}
+
+
+def test_synthetic_data_key_follows_the_generator_code_only(monkeypatch):
+    """A change of the hook's code must not make every tool delete and regenerate the shared synthetic set."""
+    from mmprune4u_plugin import fingerprint
+    args = ['tools/create_synthetic_nuscenes.py', '--seed', '0']
+    data_key, full_key = stage_key(args, plugin_part='datasets'), stage_key(args)
+    real = fingerprint.plugin_version
+    hook_edit = lambda part='': real(part) + ('' if part else 'hook-edit')  # noqa: E731
+    monkeypatch.setattr(fingerprint, 'plugin_version', hook_edit)
+    assert stage_key(args, plugin_part='datasets') == data_key and stage_key(args) != full_key
+    monkeypatch.setattr(fingerprint, 'plugin_version', lambda part='': real(part) + 'generator-edit')
+    assert stage_key(args, plugin_part='datasets') != data_key

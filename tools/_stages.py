@@ -38,12 +38,12 @@ def _arg_content(arg: str) -> str:
     return arg
 
 
-def stage_key(args: list[str], outputs: tuple[Path, ...] = ()) -> str:
+def stage_key(args: list[str], outputs: tuple[Path, ...] = (), plugin_part: str = '') -> str:
     """Digest of a stage's command line by content (``outputs`` are taken literally: they are what the stage
-    writes), plus the plugin's version and source digest."""
+    writes), plus the plugin's version and source digest (``plugin_part``: of that sub-package only)."""
     from mmprune4u_plugin.fingerprint import plugin_version
     literal = {str(p) for p in outputs}
-    sha = hashlib.sha1(plugin_version().encode())
+    sha = hashlib.sha1(plugin_version(plugin_part).encode())
     for arg in map(str, args):
         sha.update(b'\0' + (arg if arg in literal else _arg_content(arg)).encode())
     return sha.hexdigest()
@@ -87,7 +87,7 @@ def ensure_synthetic_data(log: Path, root: Path = DATA, num_train: int = 200, nu
     the same generator code and arguments."""
     args = ['tools/create_synthetic_nuscenes.py', '--out-dir', str(root), '--num-train', str(num_train),
             '--num-val', str(num_val), '--seed', '0', '--workers', '2']
-    key = stage_key(args)
+    key = stage_key(args, plugin_part='datasets')  # the data depends on the generator's code, not the hook's
     if reusable('synthetic data', root / KEY_NAME, key, root / 'nuscenes_infos_val.pkl'):
         return
     shutil.rmtree(root, ignore_errors=True)
