@@ -148,14 +148,14 @@ def level_sums(*, gram: torch.Tensor, patch_sum: torch.Tensor, weight: torch.Ten
         t0 = before @ gram
         base = ((before @ m), (before * pull).sum(1), (t0 * before).sum(1))
         bins = torch.where((band >= k0) & (band < k1), band - k0, k1 - k0)  # k1 - k0: not in this block
-        lin = [_binned_cumsum(w * v, bins, k1 - k0) for v in (m.expand_as(w), pull, 2 * t0)]
+        lin = [binned_cumsum(w * v, bins, k1 - k0) for v in (m.expand_as(w), pull, 2 * t0)]
         inner = _in_block_quad(gram, w, bins, k1 - k0)
         for i, (b0, extra) in enumerate(zip(base, (lin[0], lin[1], lin[2] + inner))):
             out[i][k0:k1] = (b0[:, None] + extra).T
     return out[0], out[1], out[2]
 
 
-def _binned_cumsum(values: torch.Tensor, bins: torch.Tensor, width: int) -> torch.Tensor:
+def binned_cumsum(values: torch.Tensor, bins: torch.Tensor, width: int) -> torch.Tensor:
     """(C, width): per channel, the sum of ``values`` whose bin is <= q, for q < width (bin == width: dropped)."""
     acc = values.new_zeros(values.shape[0], width + 1).scatter_add_(1, bins, values)
     return acc[:, :width].cumsum(1)

@@ -28,6 +28,8 @@ from typing import Sequence
 
 import torch
 
+from .gram_levels import binned_cumsum
+
 SMALL_LAYER = 1 << 26  # multiply-adds below which every level of a layer is exact
 
 
@@ -89,10 +91,9 @@ def exact_level_count(sample: SampledR, *, rows: int, kept: int, weights: int, n
     return min(num_levels, max(sample.levels, int(sample.share * rows / max(1, kept))))
 
 
-def _binned_cumsum(values: torch.Tensor, band: torch.Tensor, levels: int) -> torch.Tensor:
+def _level_sums(values: torch.Tensor, band: torch.Tensor, levels: int) -> torch.Tensor:
     """(levels, C): per channel, the sum of ``values`` whose band (first level that removes them) is <= k."""
-    acc = values.new_zeros(values.shape[0], levels + 1).scatter_add_(1, band, values)
-    return acc[:, :levels].cumsum(1).T
+    return binned_cumsum(values, band, levels).T
 
 
 def _interpolate(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
@@ -140,10 +141,10 @@ def sampled_level_sums(rows: torch.Tensor, row_weight: torch.Tensor, *, weight: 
     y_sum = s_p - n * bias.to(torch.float64)  # sum of w . P over all rows (exact)
     p_sum = (rows.double() * row_weight.double()[:, None]).sum(0)
     y = scaled @ weight.float().T  # sqrt(1 / pi) w . P
-    lin = _binned_cumsum(w * p_sum, band, num_levels)  # sum d
-    cov = _binned_cumsum(w * (y.T @ scaled).double(), band, num_levels) - y_sum * lin / n  # sum (y - ȳ)(d - d̄)
+    lin = _level_sums(w * p_sum, band, num_levels)  # sum d
+    cov = _level_sums(w * (y.T @ scaled).double(), band, num_levels) - y_sum * lin / n  # sum (y - ȳ)(d - d̄)
     var_in = scaled.square().sum(0, dtype=torch.float64) - p_sum * p_sum / n  # the inputs' centred scatter, diag
-    diag_removed = _binned_cumsum(w * w * var_in, band, num_levels)
+    diag_removed = _level_sums(w * w * var_in, band, num_levels)
     diag_kept = (w * w * var_in).sum(1) - diag_removed
     var_y = ss_p - s_p * s_p / n
     exact = exact_level_indices(counts, levels, numel)

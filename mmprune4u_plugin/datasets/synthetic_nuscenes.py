@@ -19,7 +19,6 @@ same bytes.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing as mp
 import os
 import pickle
 import time
@@ -35,6 +34,7 @@ from .lidar_sim import LidarSpec, points_in_boxes, simulate_scan
 from .nuscenes_calib import CAMERAS, FULL_IMAGE_SIZE, load_rig_calibration
 from .render import CameraModel, Lighting, box_polygons, rasterize, render_camera
 from .scene_sampler import CLASSES, sample_scene
+from .task_pool import map_tasks
 
 SPLITS = {'train': 0, 'val': 1}
 GENERATOR_VERSION = '1.0'
@@ -250,24 +250,13 @@ def generate_synthetic_nuscenes(out_dir: str | os.PathLike, num_train: int, num_
     gen = SceneGenerator(cfg, out_dir)
     tasks = [(s, i) for s, n in (('train', num_train), ('val', num_val)) for i in range(n)]
     start = time.perf_counter()
-    infos = []
-    if workers == 1:
-        # the round trip gives the same object sharing as infos coming back from workers: same pkl bytes
-        it = (pickle.loads(pickle.dumps(gen.scene(*t), protocol=4)) for t in tasks)
-        pool = None
-    else:
-        pool = mp.get_context('spawn').Pool(workers, _init_worker, (cfg, str(out_dir)))  # fork after threads can hang
-        it = pool.imap(_work, tasks, chunksize=1)  # one pickle per info, like the single-process path
-    try:
-        for k, info in enumerate(it, 1):
-            infos.append(info)
-            if log is not None and (k % 25 == 0 or k == len(tasks)):
-                rate = 60.0 * k / (time.perf_counter() - start)
-                log(f'[synthetic nuScenes] {k}/{len(tasks)} scenes, {rate:.0f} scenes/min')
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
+
+    def progress(k: int) -> None:
+        if log is not None and (k % 25 == 0 or k == len(tasks)):
+            log(f'[synthetic nuScenes] {k}/{len(tasks)} scenes, {60.0 * k / (time.perf_counter() - start):.0f} '
+                'scenes/min')
+    infos = map_tasks(tasks, gen.scene, workers=workers, init=_init_worker, init_args=(cfg, str(out_dir)),
+                      work=_work, on_result=progress)
     out = {}
     for split in SPLITS:
         data_list = [info for (s, _), info in zip(tasks, infos) if s == split]

@@ -21,7 +21,6 @@ any subset or worker count gives the same bytes.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import pickle
 import time
@@ -34,6 +33,7 @@ import numpy as np
 from .lidar_sim import LidarSpec, simulate_scan
 from .render import CameraModel, Lighting, box_polygons, render_camera
 from .semantickitti_scene import RAW_IDS, SEGMENT_LENGTH, Street, StreetGround, sample_segment
+from .task_pool import map_tasks
 
 GENERATOR_VERSION = '1.0'
 LIDAR_HEIGHT = 1.73
@@ -251,24 +251,12 @@ def generate_synthetic_semantickitti(out_dir: str | os.PathLike, splits: dict | 
         gen.write_sequence_files(s)
     tasks = [(s, f) for s in seqs for f in range(cfg.frames)]
     start = time.perf_counter()
-    infos = []
-    if workers == 1:
-        # the round trip gives the same object sharing as infos coming back from workers: same pkl bytes
-        it = (pickle.loads(pickle.dumps(gen.frame(*t), protocol=4)) for t in tasks)
-        pool = None
-    else:
-        pool = mp.get_context('spawn').Pool(workers, _init_worker, (cfg, str(out_dir)))  # fork after threads can hang
-        it = pool.imap(_work, tasks, chunksize=1)
-    try:
-        for k, info in enumerate(it, 1):
-            infos.append(info)
-            if log is not None and (k % 25 == 0 or k == len(tasks)):
-                log(f'[synthetic SemanticKITTI] {k}/{len(tasks)} scans, '
-                    f'{(time.perf_counter() - start) / k:.2f} s/scan')
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
+
+    def progress(k: int) -> None:
+        if log is not None and (k % 25 == 0 or k == len(tasks)):
+            log(f'[synthetic SemanticKITTI] {k}/{len(tasks)} scans, {(time.perf_counter() - start) / k:.2f} s/scan')
+    infos = map_tasks(tasks, gen.frame, workers=workers, init=_init_worker, init_args=(cfg, str(out_dir)),
+                      work=_work, on_result=progress)
     out = {}
     for split, split_seqs in splits.items():
         data_list = [info for (s, _), info in zip(tasks, infos) if s in split_seqs]
