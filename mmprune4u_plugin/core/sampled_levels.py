@@ -28,7 +28,7 @@ from typing import Sequence
 
 import torch
 
-from .gram_levels import binned_cumsum
+from .gram_levels import binned_cumsum, level_bands
 
 SMALL_LAYER = 1 << 26  # multiply-adds below which every level of a layer is exact
 
@@ -131,31 +131,42 @@ def sampled_level_sums(rows: torch.Tensor, row_weight: torch.Tensor, *, weight: 
         n: Rows of the whole calibration output.
         dense: (2, C) exact sum and sum of squares of the dense output over the ``n`` rows.
     """
-    # Products in float32 (their rounding, ~1e-7 relative, is far below the sampling noise), sums in float64.
-    # Rows are scaled by sqrt(1 / pi), so that sum_n (.)^2 / pi_n is a plain sum of squares.
+    # Products and the centred sums of squares over the kept rows in float32 (their rounding, ~1e-6 relative, is far
+    # below the sampling noise), everything else in float64. Rows are scaled by sqrt(1 / pi), so that
+    # sum_n (.)^2 / pi_n is a plain sum of squares.
     w, num_levels = weight.to(torch.float64), len(counts)
-    scaled = rows.float() * row_weight.float().sqrt()[:, None]
-    counts_t = torch.as_tensor(counts, dtype=rank.dtype)
-    band = torch.searchsorted(counts_t, rank.contiguous(), right=True)  # == num_levels: never removed
+    root_w = row_weight.float().sqrt()
+    scaled = rows.float() * root_w[:, None]
+    counts_t = torch.as_tensor(counts, dtype=torch.long)
+    band = level_bands(rank, counts)  # == num_levels: never removed
     s_p, ss_p = dense.to(torch.float64)
     y_sum = s_p - n * bias.to(torch.float64)  # sum of w . P over all rows (exact)
-    p_sum = (rows.double() * row_weight.double()[:, None]).sum(0)
+    p_sum = (root_w @ scaled).double()  # sum_n P_n / pi_n
     y = scaled @ weight.float().T  # sqrt(1 / pi) w . P
     lin = _level_sums(w * p_sum, band, num_levels)  # sum d
     cov = _level_sums(w * (y.T @ scaled).double(), band, num_levels) - y_sum * lin / n  # sum (y - ȳ)(d - d̄)
-    var_in = scaled.square().sum(0, dtype=torch.float64) - p_sum * p_sum / n  # the inputs' centred scatter, diag
+    # the inputs' centred scatter, diagonal
+    var_in = (scaled.square().sum(0, dtype=torch.float64) - p_sum * p_sum / n).clamp_min(0)
     diag_removed = _level_sums(w * w * var_in, band, num_levels)
     diag_kept = (w * w * var_in).sum(1) - diag_removed
     var_y = ss_p - s_p * s_p / n
     exact = exact_level_indices(counts, levels, numel)
     removed, kept = torch.zeros(2, num_levels, w.shape[0], dtype=torch.float64)
     if exact and rows.shape[0]:
-        removed_w = torch.cat([weight.float() * (rank < counts[k]) for k in exact])  # one product, all levels
-        d = (scaled @ removed_w.T).view(rows.shape[0], len(exact), -1)  # (N', levels, C)
-        q_removed = d.square().sum(0, dtype=torch.float64) - lin[exact] ** 2 / n
-        q_kept = (y[:, None] - d).square().sum(0, dtype=torch.float64) - (y_sum - lin[exact]) ** 2 / n
+        picks = torch.as_tensor(exact)
+        removed_w = torch.where(band[None] <= picks[:, None, None], weight.float()[None], 0.0)
+        d = scaled @ removed_w.view(-1, weight.shape[1]).T  # (N', levels * C): one product, all levels
+        # sum d^2 / pi - (sum d)^2 / n without the cancellation of float32: centred in place on the kept rows,
+        # sum (d - d̄)^2 / pi, plus (n - sum 1 / pi) d̄^2 (algebraically the same; rows of zeros are never kept and
+        # the second term counts them)
+        d_mean, y_mean = lin[exact] / n, (y_sum - lin[exact]) / n
+        unseen = n - row_weight.double().sum()
+        kept_c = (y.repeat(1, len(exact)) - d).addcmul_(root_w[:, None], y_mean.float().view(1, -1), value=-1)
+        q_kept = kept_c.square_().sum(0).double().view_as(y_mean) + unseen * y_mean * y_mean
+        d.addcmul_(root_w[:, None], d_mean.float().view(1, -1), value=-1)
+        q_removed = d.square_().sum(0).double().view_as(d_mean) + unseen * d_mean * d_mean
         pruned = counts_t > 0
-        x, xp = counts_t[pruned].to(torch.float64), counts_t[exact].to(torch.float64)
+        x, xp = counts_t[pruned].to(torch.float64), counts_t[picks].to(torch.float64)
         removed[pruned] = _interpolate(x, xp, _ratio(q_removed, diag_removed[exact])) * diag_removed[pruned]
         kept[pruned] = _interpolate(x, xp, _ratio(q_kept, diag_kept[exact])) * diag_kept[pruned]
         removed[exact], kept[exact] = q_removed, q_kept

@@ -153,8 +153,14 @@ def _reproduces(conv: nn.Module, feats: torch.Tensor, table: torch.Tensor, out: 
     if table.shape[0] == 0:
         return True
     pick = torch.linspace(0, table.shape[0] - 1, min(rows, table.shape[0]), device=table.device).long()
-    padded = torch.cat([feats, feats.new_zeros(1, feats.shape[1])]).double()
-    patches = padded[table[pick]].reshape(pick.numel(), -1)
+    sites = table[pick]  # (rows, kv); n_in: no neighbour
+    present = sites < feats.shape[0]
+    if feats.shape[0]:
+        gathered = feats[sites.clamp(max=feats.shape[0] - 1)]
+    else:
+        gathered = feats.new_zeros(*sites.shape, feats.shape[1])
+    patches = torch.where(present[..., None], gathered.double(), 0.0)
+    patches = patches.reshape(pick.numel(), -1)
     weight = conv.weight.detach().double().reshape(conv.weight.shape[0], -1)
     rec = patches @ weight.T
     if getattr(conv, 'bias', None) is not None:
