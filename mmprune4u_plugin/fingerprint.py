@@ -8,12 +8,12 @@ from __future__ import annotations
 import functools
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ['content_digest', 'file_digest', 'plugin_version', 'update_digest']
+__all__ = ['MODEL_CODE', 'content_digest', 'file_digest', 'plugin_files', 'plugin_version', 'update_digest']
 
 
 def update_digest(sha: 'hashlib._Hash', obj: Any) -> None:
@@ -62,14 +62,43 @@ def file_digest(path: str | Path) -> str:
     return sha.hexdigest()
 
 
-@functools.lru_cache(maxsize=1)
-def plugin_version(part: str = '') -> str:
+# What a dense model's training and evaluation depend on: the models, the data, the CPU shims, the metric and the
+# package's registrations (the sparsity report hook only logs). Not core/ nor the pruning hook: editing the pruner
+# must not make a resumable benchmark retrain its dense model.
+MODEL_CODE = ('__init__.py', 'models', 'datasets', 'compat', 'evaluation', 'runner_guard.py',
+              'hooks/sparsity_report.py')
+
+
+def plugin_files(part: str | Sequence[str] = '') -> list[Path]:
+    """The plugin's source files below ``part`` (a sub-package or file, relative to the package; a sequence of them;
+    ``''``: all), sorted."""
+    root = Path(__file__).resolve().parent
+    files = set()
+    for name in [part] if isinstance(part, str) else list(part):
+        target = root / name
+        if target.is_file():
+            files.add(target)
+        elif target.is_dir():
+            files.update(target.rglob('*.py'))
+        else:
+            raise FileNotFoundError(f'{target} is neither a file nor a directory of the plugin')
+    return sorted(files)
+
+
+def plugin_version(part: str | Sequence[str] = '') -> str:
     """``<__version__>+<digest of the plugin's source files>``: changes whenever the plugin's code changes
-    (``part``: only the files below that sub-package, e.g. ``'datasets'`` for what the synthetic data depends on)."""
+    (``part``: only :func:`plugin_files` of it, e.g. ``'datasets'`` for what the synthetic data depends on,
+    :data:`MODEL_CODE` for a dense model). Computed once per process and part: the code a process runs is the code
+    it loaded."""
+    return _plugin_version((part,) if isinstance(part, str) else tuple(part))
+
+
+@functools.lru_cache(maxsize=16)
+def _plugin_version(parts: tuple[str, ...]) -> str:
     from . import __version__
     root = Path(__file__).resolve().parent
     sha = hashlib.sha1()
-    for path in sorted((root / part).rglob('*.py')):
+    for path in plugin_files(parts):
         sha.update(str(path.relative_to(root)).encode())
         sha.update(path.read_bytes())
     return f'{__version__}+{sha.hexdigest()[:12]}'

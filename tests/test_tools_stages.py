@@ -1,4 +1,5 @@
 """tools/_stages.py and the benchmark's log parsing: the small helpers the long CPU jobs rely on."""
+import functools
 import json
 import sys
 from pathlib import Path
@@ -90,14 +91,53 @@ def test_metrics_json_is_strict_json():
     assert json.loads(text) == {'iou': None}
 
 
+def _edit(monkeypatch, relative: str) -> None:
+    """Simulate an edit of one plugin file: its bytes read differently (plugin_version's cache cleared before and
+    after)."""
+    from mmprune4u_plugin import fingerprint
+    real = Path.read_bytes
+    fingerprint._plugin_version.cache_clear()
+    monkeypatch.setattr(fingerprint, '_plugin_version', functools.lru_cache(maxsize=16)(
+        fingerprint._plugin_version.__wrapped__))
+
+    def read_bytes(self):
+        return real(self) + (b'# edited' if self.as_posix().endswith('mmprune4u_plugin/' + relative) else b'')
+    monkeypatch.setattr(Path, 'read_bytes', read_bytes)
+
+
 def test_synthetic_data_key_follows_the_generator_code_only(monkeypatch):
     """A change of the hook's code must not make every tool delete and regenerate the shared synthetic set."""
-    from mmprune4u_plugin import fingerprint
     args = ['tools/create_synthetic_nuscenes.py', '--seed', '0']
-    data_key, full_key = stage_key(args, plugin_part='datasets'), stage_key(args)
-    real = fingerprint.plugin_version
-    hook_edit = lambda part='': real(part) + ('' if part else 'hook-edit')  # noqa: E731
-    monkeypatch.setattr(fingerprint, 'plugin_version', hook_edit)
-    assert stage_key(args, plugin_part='datasets') == data_key and stage_key(args) != full_key
-    monkeypatch.setattr(fingerprint, 'plugin_version', lambda part='': real(part) + 'generator-edit')
+    data_key, full_key = stage_key(args, plugin_part='datasets'), stage_key(args, plugin_part='')
+    with monkeypatch.context() as m:
+        _edit(m, 'hooks/prune_hook.py')
+        assert stage_key(args, plugin_part='datasets') == data_key and stage_key(args, plugin_part='') != full_key
+    _edit(monkeypatch, 'datasets/render.py')
     assert stage_key(args, plugin_part='datasets') != data_key
+
+
+def test_dense_stages_follow_the_model_code_and_pruning_stages_all_of_it(monkeypatch):
+    """Training a dense config (no pruning hook, no LSI loss) is keyed on fingerprint.MODEL_CODE: an edit of the
+    pruner does not retrain it, an edit of the model does; a stage whose config prunes follows every file."""
+    dense = ['tools/train.py', 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py']
+    pruning = ['tools/train.py', 'configs/demo/mmprune4u-70_bevfusion-lite_tiny_demo_synthetic-nus.py']
+    options = dense + ['--cfg-options', "custom_hooks=[dict(type='MMPrune4UHook')]"]
+    keys = [stage_key(a) for a in (dense, pruning, options)]
+    with monkeypatch.context() as m:
+        _edit(m, 'core/sampled_levels.py')
+        after = [stage_key(a) for a in (dense, pruning, options)]
+        assert after[0] == keys[0] and after[1] != keys[1] and after[2] != keys[2]
+    with monkeypatch.context() as m:
+        _edit(m, 'models/view_transform.py')
+        assert all(stage_key(a) != k for a, k in zip((dense, pruning, options), keys))
+
+
+def test_plugin_files_of_the_model_code_leave_out_the_pruner():
+    from mmprune4u_plugin.fingerprint import MODEL_CODE, plugin_files
+    root = Path(_stages.REPO) / 'mmprune4u_plugin'
+    names = {p.relative_to(root).as_posix() for p in plugin_files(MODEL_CODE)}
+    assert 'models/view_transform.py' in names and 'datasets/render.py' in names and '__init__.py' in names
+    assert not any(n.startswith('core/') for n in names) and 'hooks/prune_hook.py' not in names
+    assert len(plugin_files('')) > len(names)
+    with pytest.raises(FileNotFoundError, match='neither a file nor a directory'):
+        plugin_files(('models', 'no_such_part'))

@@ -38,14 +38,23 @@ def _arg_content(arg: str) -> str:
     return arg
 
 
-def stage_key(args: list[str], outputs: tuple[Path, ...] = (), plugin_part: str = '') -> str:
+PRUNING_NAMES = ('MMPrune4UHook', 'LogSobolevLoss')  # a stage whose config names one of these runs the pruner
+
+
+def stage_key(args: list[str], outputs: tuple[Path, ...] = (),
+              plugin_part: str | tuple[str, ...] | None = None) -> str:
     """Digest of a stage's command line by content (``outputs`` are taken literally: they are what the stage
-    writes), plus the plugin's version and source digest (``plugin_part``: of that sub-package only)."""
-    from mmprune4u_plugin.fingerprint import plugin_version
+    writes), plus the plugin's version and source digest: of ``plugin_part`` only where given (a sub-package or a
+    tuple of them), else of the whole plugin for a stage whose config or options name the pruning hook or the LSI
+    loss, and of the dense model's code (``MODEL_CODE``) for any other."""
+    from mmprune4u_plugin.fingerprint import MODEL_CODE, plugin_version
     literal = {str(p) for p in outputs}
+    contents = [arg if arg in literal else _arg_content(arg) for arg in map(str, args)]
+    if plugin_part is None:
+        plugin_part = '' if any(name in c for c in contents for name in PRUNING_NAMES) else MODEL_CODE
     sha = hashlib.sha1(plugin_version(plugin_part).encode())
-    for arg in map(str, args):
-        sha.update(b'\0' + (arg if arg in literal else _arg_content(arg)).encode())
+    for content in contents:
+        sha.update(b'\0' + content.encode())
     return sha.hexdigest()
 
 

@@ -10,7 +10,7 @@ the exact and per-level paths give the same moments on the levels measured by bo
 timings on a shared machine are noisy: the load average is printed with them.
 
     python tools/benchmark_local_lsi.py [--model second|bevfusion-lite|pointpillars] [--points 20000]
-        [--batches 1] [--old-levels 0.5 0.9] [--threads N]
+        [--batches 1] [--old-levels 0.5 0.9] [--threads N] [--rows 1024] [--levels 8] [--share 0.5]
 
 ``second`` is mmdet3d's own SECOND config (KITTI car, full size, random weights) on synthetic points;
 ``bevfusion-lite`` is this project's tiny LiDAR-camera config on the real nuScenes sample (../shared/data).
@@ -105,6 +105,11 @@ def _r_error(approx, exact) -> str:
             f'Spearman at 50/70/90% {rho[0]:.3f} / {rho[1]:.3f} / {rho[2]:.3f}')
 
 
+def _sampled_defaults():
+    from mmprune4u_plugin.core.sampled_levels import SampledR
+    return SampledR()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--model', choices=sorted(MODELS), default='second')
@@ -112,6 +117,12 @@ def main() -> None:
     parser.add_argument('--batches', type=int, default=1)
     parser.add_argument('--old-levels', type=float, nargs='+', default=[0.5, 0.9, 0.99])
     parser.add_argument('--threads', type=int, default=None, help='torch threads (default: torch default)')
+    defaults = _sampled_defaults()
+    parser.add_argument('--rows', type=int, default=defaults.rows, help='sampled rows per layer (local_r rows)')
+    parser.add_argument('--levels', type=int, default=defaults.levels,
+                        help='least exactly computed levels per layer (local_r levels)')
+    parser.add_argument('--share', type=float, default=defaults.share,
+                        help='more exact levels while they cost at most this share of the layer (local_r share)')
     args = parser.parse_args()
     import torch
 
@@ -161,11 +172,14 @@ def main() -> None:
     approx = {}
     for mode in ('sampled', 'auto'):
         start = time.perf_counter()
-        moments = local_lsi_moments(model, layers, DEFAULT_GRID, batches, mmdet3d_forward, sample=SampledR(mode))
+        moments = local_lsi_moments(model, layers, DEFAULT_GRID, batches, mmdet3d_forward,
+                                    sample=SampledR(mode, rows=args.rows, levels=args.levels,
+                                                                  share=args.share))
         approx[mode] = (time.perf_counter() - start, _local_r(moments))
     print(f'model {args.model}: {len(layers)} layers ({gram_layers} on the Gram path), '
           f'{sum(lay.numel for lay in layers):,} weights, {nb} calibration batch(es), {torch.get_num_threads()} '
-          f'torch thread(s), grid of {len(DEFAULT_GRID)} levels')
+          f'torch thread(s), grid of {len(DEFAULT_GRID)} levels; sampled: {args.rows} rows, >= {args.levels} exact '
+          f'levels, share {args.share}')
     print(f'one calibration forward            {forward:9.1f} s')
     for mode, (secs, r) in approx.items():
         print(f'{mode:7s} route, 100 levels          {secs:9.1f} s  = {secs / (forward * nb):6.2f} x the calibration '

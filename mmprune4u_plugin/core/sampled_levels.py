@@ -45,8 +45,8 @@ class SampledR:
 
     mode: str = 'auto'
     rows: int = 1024
-    levels: int = 8
-    share: float = 0.5
+    levels: int = 6
+    share: float = 0.25
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -155,7 +155,7 @@ def sampled_level_sums(rows: torch.Tensor, row_weight: torch.Tensor, *, weight: 
     if exact and rows.shape[0]:
         picks = torch.as_tensor(exact)
         removed_w = torch.where(band[None] <= picks[:, None, None], weight.float()[None], 0.0)
-        d = scaled @ removed_w.view(-1, weight.shape[1]).T  # (N', levels * C): one product, all levels
+        d = scaled @ removed_w.reshape(-1, weight.shape[1]).T  # (N', levels * C): one product, all levels
         # sum d^2 / pi - (sum d)^2 / n without the cancellation of float32: centred in place on the kept rows,
         # sum (d - d̄)^2 / pi, plus (n - sum 1 / pi) d̄^2 (algebraically the same; rows of zeros are never kept and
         # the second term counts them)

@@ -26,6 +26,7 @@ CODE_FILES = ('tools/_launch.py', 'tools/prune.py', 'tools/test.py', 'tools/_ben
               'tools/_bench/execute.py')  # what every cell runs; additivity and costs cells also run measure.py
 MEASURE_FILE = 'tools/_bench/measure.py'
 CORRUPTED = 'test@'  # job config name prefix of an evaluation under a corruption
+DENSE_KINDS = ('dense_train', 'dense_eval', 'reference')  # cells of the dense / reference models: no pruner runs
 
 
 @contextlib.contextmanager
@@ -93,14 +94,18 @@ class RealExecutor:
                  keep_checkpoints: bool = False) -> None:
         import mmprune4u_plugin  # noqa: F401  (registers the plugin, applies the CPU shims)
         from mmdet3d.utils import register_all_modules
-        from mmprune4u_plugin.fingerprint import content_digest, file_digest, plugin_version
+        from mmprune4u_plugin.fingerprint import MODEL_CODE, content_digest, file_digest, plugin_version
         register_all_modules(init_default_scope=False)
         self.plan, self.work = plan, Path(work_dir).resolve()
         self.factory = ConfigFactory(plan, config, self.work)
         self.checkpoint = None if checkpoint is None else str(Path(checkpoint).resolve())
         self.keep = keep_checkpoints
         self._digests: dict[tuple, str] = {}
-        self.code = content_digest({p: file_digest(REPO / p) for p in CODE_FILES}, plugin_version())
+        tools_code = {p: file_digest(REPO / p) for p in CODE_FILES}
+        self.code = content_digest(tools_code, plugin_version())
+        # the dense model's cells run no pruner: keyed on the model's code only (fingerprint.MODEL_CODE), so that an
+        # edit of the pruner reruns the pruning cells but not the dense training
+        self.dense_code = content_digest(tools_code, plugin_version(MODEL_CODE))
         self.measure_code = file_digest(REPO / MEASURE_FILE)
 
     # ------------------------------------------------------------------------------------------------ inputs
@@ -179,6 +184,7 @@ class RealExecutor:
         contents = {name: config_content(cfg) for name, cfg in job['configs'].items()}
         data = sorted({p for cfg in contents.values() for p in ann_files(cfg)})
         code = [self.code, self.measure_code] if cell.kind in ('additivity', 'costs') else self.code
+        code = self.dense_code if cell.kind in DENSE_KINDS else code
         return content_digest(dict(cell=cell.spec(), configs=contents, extra=job['extra'], code=code,
                                    files={k: self.digest(v) for k, v in job['files'].items()},
                                    data={str(p): self.digest(p) for p in data}))
