@@ -79,13 +79,16 @@ def run_cached(stage: str, args: list[str], log: Path, *outputs: Path) -> None:
     key_file.write_text(key + '\n')
 
 
-def run(stage: str, args: list[str], log: Path) -> None:
-    """Run one CLI, log to ``log``, show one line per stage; fail loudly with the log's tail."""
+def run(stage: str, args: list[str], log: Path, threads: int | None = None) -> None:
+    """Run one CLI, log to ``log``, show one line per stage; fail loudly with the log's tail. ``threads``: the
+    subprocess's OpenMP / MKL threads (for stages that run side by side)."""
     start = time.time()
     print(f'[{Path(sys.argv[0]).stem}] {stage} ...', flush=True)
+    env = {**os.environ, 'PYTHONWARNINGS': 'ignore'}
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with open(log, 'w') as f:
-        proc = subprocess.run([sys.executable, *args], cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
-                              env={**os.environ, 'PYTHONWARNINGS': 'ignore'})
+        proc = subprocess.run([sys.executable, *args], cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
     if proc.returncode != 0:
         raise SystemExit(f'{stage} failed; last lines of {log}:\n' + ''.join(open(log).readlines()[-30:]))
     print(f'[{Path(sys.argv[0]).stem}] {stage} done in {time.time() - start:.0f} s (log: {log})', flush=True)
@@ -116,15 +119,16 @@ def last_checkpoint(work_dir: Path) -> Path | None:
     return Path(marker.read_text().strip()) if marker.is_file() else None
 
 
-def train(stage: str, config: str, work_dir: Path, log: Path, *extra: str) -> Path:
-    """Train ``config`` into ``work_dir`` unless it holds a last checkpoint of the same key; return the checkpoint."""
+def train(stage: str, config: str, work_dir: Path, log: Path, *extra: str, threads: int | None = None) -> Path:
+    """Train ``config`` into ``work_dir`` unless it holds a last checkpoint of the same key; return the checkpoint.
+    (``threads``: see :func:`run`; not part of the key.)"""
     args = ['tools/train.py', config, '--work-dir', str(work_dir), *extra]
     key = stage_key(args)
     ckpt = last_checkpoint(work_dir)
     if ckpt is not None and reusable(stage, work_dir / KEY_NAME, key, ckpt):
         return ckpt
     shutil.rmtree(work_dir, ignore_errors=True)  # a stale run's checkpoints must not be picked up
-    run(stage, args, log)
+    run(stage, args, log, threads)
     (work_dir / KEY_NAME).write_text(key + '\n')
     return last_checkpoint(work_dir)
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from _stages import (DATA, REPO, data_root_options, ensure_synthetic_data, evaluate, metric, run_cached,
@@ -39,6 +41,17 @@ def schedule_options(iters: int | None) -> list[str]:
     return [f'train_cfg.max_iters={iters}', f'param_scheduler.0.T_max={iters}', f'param_scheduler.0.end={iters}']
 
 
+def side_by_side(jobs: int, trainings: dict[str, tuple]) -> dict[str, Path]:
+    """``_stages.train(*args)`` of every entry, ``jobs`` at a time (each with its share of the CPU cores); returns
+    the checkpoints by name."""
+    if jobs <= 1:
+        return {name: train(*spec) for name, spec in trainings.items()}
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {name: pool.submit(train, *spec, threads=threads) for name, spec in trainings.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-dir', default=str(REPO / 'work_dirs' / 'modalities'))
@@ -51,6 +64,10 @@ def main() -> None:
     parser.add_argument('--data-root', default=str(DATA), help='synthetic set (generated here if absent)')
     parser.add_argument('--num-train', type=int, default=200, help='train scenes when the set is generated')
     parser.add_argument('--num-val', type=int, default=40, help='val scenes when the set is generated')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='trainings run side by side (the CPU cores are split between them)')
+    parser.add_argument('--fused-stage1', action='store_true',
+                        help='also train the fused model in stage 1 when stage 2 runs (its stage-1 row)')
     args = parser.parse_args()
     out = Path(args.work_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -67,11 +84,15 @@ def main() -> None:
                     str(data_root / 'nuscenes_infos_train.pkl'), '--out', str(pretrained), '--iters',
                     str(args.img_pretrain_iters), '--seed', str(args.seed)], out / 'img_pretrain.log', pretrained)
         starts = {name: [f'load_from={pretrained}'] for name in ('lidar-camera', 'camera')}
-    for name, config in VARIANTS.items():
-        ckpts[name] = train(f'stage 1: train {name}', config, out / name, out / f'{name}.log', '--cfg-options',
-                            *common, *schedule_options(args.iters), *starts.get(name, []))
-        results[f'{name} (stage 1)'] = evaluate(name, config, ckpts[name], out, *test_options)
     iters2 = args.iters if args.iters2 is None else args.iters2
+    # stage 2 starts the fused model from the single-sensor ones: its stage-1 run is only a table row
+    stage1 = [n for n in VARIANTS if n != 'lidar-camera' or iters2 == 0 or args.fused_stage1]
+    ckpts.update(side_by_side(args.jobs, {name: (f'stage 1: train {name}', VARIANTS[name], out / name,
+                                                 out / f'{name}.log', '--cfg-options', *common,
+                                                 *schedule_options(args.iters), *starts.get(name, []))
+                                          for name in stage1}))
+    for name in stage1:
+        results[f'{name} (stage 1)'] = evaluate(name, VARIANTS[name], ckpts[name], out, *test_options)
     if iters2 != 0:
         fused_init = out / 'stage2_fused_init.pth'
         run_cached('stage 2: fused init from the single-sensor checkpoints',
@@ -79,10 +100,12 @@ def main() -> None:
                     '--camera', str(ckpts['camera']), '--out', str(fused_init)], out / 'stage2_fused_init.log',
                    fused_init)
         starts = {'lidar-camera': fused_init, 'lidar': ckpts['lidar'], 'camera': ckpts['camera']}
+        stage2 = side_by_side(args.jobs, {name: (f'stage 2: train {name}', config, out / f'stage2_{name}',
+                                                 out / f'stage2_{name}.log', '--cfg-options', *common,
+                                                 *schedule_options(iters2), f'load_from={starts[name]}')
+                                          for name, config in VARIANTS.items()})
         for name, config in VARIANTS.items():
-            ckpt = train(f'stage 2: train {name}', config, out / f'stage2_{name}', out / f'stage2_{name}.log',
-                         '--cfg-options', *common, *schedule_options(iters2), f'load_from={starts[name]}')
-            results[f'{name} (stage 2)'] = evaluate(f'stage2_{name}', config, ckpt, out, *test_options)
+            results[f'{name} (stage 2)'] = evaluate(f'stage2_{name}', config, stage2[name], out, *test_options)
     lines = ['| model | ' + ' | '.join(KEYS) + ' |', '|---' * (len(KEYS) + 1) + '|']
     lines += [f'| {name} | ' + ' | '.join(f'{metric(r, k):.4f}' for k in KEYS) + ' |' for name, r in results.items()]
     (out / 'modalities.md').write_text('\n'.join(lines) + '\n')
