@@ -189,8 +189,11 @@ class _LayerProbe:
             return False
         if self.rate is None:
             mass = float(norms.double().sum())
-            self.rate = self.sample.rows / (mass * self.num_batches) if mass > 0 else 0.0
-        prob = (self.rate * norms.double()).clamp(max=1.0)
+            if norms.numel() * self.num_batches <= self.sample.rows:
+                self.rate = math.inf  # few rows: keep every one (then the sums are exact)
+            else:
+                self.rate = self.sample.rows / (mass * self.num_batches) if mass > 0 else 0.0
+        prob = (self.rate * norms.double()).clamp(max=1.0) if math.isfinite(self.rate) else (norms > 0).double()
         keep = (torch.rand(prob.shape, generator=self.gen, dtype=torch.float64) < prob).nonzero()[:, 0]
         if keep.numel():
             self.sampled.append(gather(keep).to(torch.float32))

@@ -57,15 +57,20 @@ class SampledR:
                              f'rows: {self.rows}, levels: {self.levels}, share: {self.share}')
 
 
+# per multiply-add, the Gram route runs several times slower than sampling (its level sums are many small block
+# products): measured 4-6x on BEVFusion-Lite's heads and necks (tools/benchmark_local_lsi.py)
+EXACT_OVERHEAD = 8.0
+
+
 def exact_is_cheaper(sample: SampledR, *, rows: int, dim: int, channels: int, num_levels: int) -> bool:
     """Whether the exact Gram route (about rows J^2 / 2 for the Gram matrix and 20 C J^2 for the level sums,
-    gram_levels.py) costs at most ``SMALL_LAYER`` multiply-adds, or no more than sampling (about (2 + exact levels)
-    kept J C), for a layer with ``rows`` output rows over the calibration data, patch length J = ``dim`` and
-    C = ``channels`` per group."""
+    gram_levels.py, times ``EXACT_OVERHEAD``) costs no more than sampling (about (2 + exact levels) kept J C), for a
+    layer with ``rows`` output rows over the calibration data, patch length J = ``dim`` and C = ``channels`` per
+    group. (A small layer needs no exception: sampling keeps all its rows and computes all its levels, exactly.)"""
     kept = min(rows, sample.rows)
     levels = exact_level_count(sample, rows=rows, kept=kept, weights=dim * channels, num_levels=num_levels)
-    exact = rows * dim * dim / 2 + 20 * channels * dim * dim
-    return exact <= max(SMALL_LAYER, (2 + levels) * kept * dim * channels)
+    exact = EXACT_OVERHEAD * (rows * dim * dim / 2 + 20 * channels * dim * dim)
+    return exact <= (2 + levels) * kept * dim * channels
 
 
 def exact_level_indices(counts: Sequence[int], levels: int, numel: int) -> list[int]:

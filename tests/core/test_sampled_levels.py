@@ -115,11 +115,27 @@ def test_sampled_sums_are_unbiased_and_tighten_with_more_rows():
     assert bool((spread[32] < 0.75 * spread[8]).all())
 
 
-def test_auto_takes_the_exact_route_on_small_layers():
+@pytest.mark.parametrize('mode', ['sampled', 'auto'])
+def test_small_layers_are_exact_at_the_default_settings(mode):
+    """Layers with at most ``rows`` output rows keep every row (weight 1) and, being small, get every level
+    exactly: both routes equal the exact one to float32 rounding, without a setting that asks for it."""
     model, layers, batches = build_case('conv2d', torch.float64)
-    auto = local_lsi_moments(model, layers, GRID, batches, call_model, sample=SampledR('auto'))
+    moments = local_lsi_moments(model, layers, GRID, batches, call_model, sample=SampledR(mode))
     exact = local_lsi_moments(model, layers, GRID, batches, call_model, sample=SampledR('exact'))
-    assert_same_moments(auto, exact, 0.0)
+    assert_same_moments(moments, exact, 2e-5)
+
+
+def test_auto_takes_the_exact_route_only_where_it_costs_less():
+    from mmprune4u_plugin.core.sampled_levels import exact_is_cheaper
+    sample = SampledR('auto')
+    # a linear 4 -> 2048 over 1e6 rows: exact 8 (1e6 * 16 / 2 + 20 * 2048 * 16) = 69M multiply-adds, sampling
+    # every level of 1024 rows (1e6 rows pay for them) 101 * 1024 * 4 * 2048 = 847M
+    assert exact_is_cheaper(sample, rows=10 ** 6, dim=4, channels=2048, num_levels=99)
+    # a 3x3 conv, 256 -> 256 channels on 264 rows (ResNet layer4 of BEVFusion-Lite): exact 56G, sampling 6 levels
+    # of all 264 rows 8 * 264 * 2304 * 256 = 1.2G
+    assert not exact_is_cheaper(sample, rows=264, dim=2304, channels=256, num_levels=99)
+    # a 1x1 conv 128 -> 64 on 1056 rows (an FPN lateral conv): exact 8 * 29.6M = 237M, sampling 8 * 1024 * 8192 = 67M
+    assert not exact_is_cheaper(sample, rows=1056, dim=128, channels=64, num_levels=99)
 
 
 @pytest.mark.parametrize('name', ['conv1d', 'conv1d-unbatched', 'conv2d', 'conv3d', 'conv-transpose1d',
