@@ -103,6 +103,7 @@ class _LayerProbe:
         self.rate: float | None = None  # share of each call's rows kept (sampled mode), set on the first call
         self.sampled: list[torch.Tensor] = []  # kept patch rows (groups, rows, J) and their 1 / probability
         self.row_weight: list[torch.Tensor] = []
+        self.sampled_out: list[torch.Tensor] = []  # the dense output at the kept rows (rows, all channels)
         self.gen = torch.Generator().manual_seed((sample.seed if sample else 0) * 1_000_003 + zlib.crc32(
             layer.name.encode()))
         self.runner = module_by_name(model, layer.runner, modules)
@@ -198,6 +199,7 @@ class _LayerProbe:
         if keep.numel():
             self.sampled.append(gather(keep).to(torch.float32))
             self.row_weight.append(1.0 / prob[keep])
+            self.sampled_out.append(by_row[torch.unravel_index(keep, by_row.shape[:-1])].to(torch.float32))
         self._add_dense(dense)
         return True
 
@@ -232,10 +234,11 @@ class _LayerProbe:
         groups, per_group, dim = weight.shape
         rows = torch.cat(self.sampled, 1) if self.sampled else weight.new_zeros(groups, 0, dim)
         row_weight = torch.cat(self.row_weight) if self.row_weight else torch.zeros(0, dtype=torch.float64)
+        outputs = torch.cat(self.sampled_out) if self.sampled_out else weight.new_zeros(0, groups * per_group)
         levels = exact_level_count(self.sample, rows=self.n, kept=rows.shape[1], weights=self.weight.numel(),
                                    num_levels=sum(c > 0 for c in counts))
         part = [slice(g * per_group, (g + 1) * per_group) for g in range(groups)]
-        terms = [sampled_level_sums(rows[g], row_weight, weight=weight[g], bias=bias[part[g]], rank=rank[g],
+        terms = [sampled_level_sums(rows[g], row_weight, outputs=outputs[:, part[g]], weight=weight[g], bias=bias[part[g]], rank=rank[g],
                                     counts=counts, levels=levels, numel=self.weight.numel(), n=self.n,
                                     dense=self.dense[:, part[g]]) for g in range(groups)]
         return torch.cat([t[0] for t in terms], 1), torch.cat([t[1] for t in terms], 1)

@@ -14,7 +14,7 @@ remove (notation of gram_levels.py):
   part (exact at every level) times the ratio quadratic / diagonal, interpolated linearly in the number of pruned
   weights.
 
-The dense sums stay exact (all rows). Cost per layer: (2 + exact levels) N' J C multiply-adds. What it gives up
+The dense sums stay exact (all rows). Cost per layer: (1 + exact levels) N' J C multiply-adds (the kept rows' dense output is the layer's own). What it gives up
 against the exact route: the sampling noise of the removed part's moments (relative ~ 1 / sqrt(N')), and the
 interpolation between exact levels, which misses a channel's jumps there (a large weight of the opposite sign
 pruned). tests/core/test_sampled_levels.py checks the exact limits; tools/benchmark_local_lsi.py measures the error
@@ -64,13 +64,13 @@ EXACT_OVERHEAD = 8.0
 
 def exact_is_cheaper(sample: SampledR, *, rows: int, dim: int, channels: int, num_levels: int) -> bool:
     """Whether the exact Gram route (about rows J^2 / 2 for the Gram matrix and 20 C J^2 for the level sums,
-    gram_levels.py, times ``EXACT_OVERHEAD``) costs no more than sampling (about (2 + exact levels) kept J C), for a
+    gram_levels.py, times ``EXACT_OVERHEAD``) costs no more than sampling (about (1 + exact levels) kept J C), for a
     layer with ``rows`` output rows over the calibration data, patch length J = ``dim`` and C = ``channels`` per
     group. (A small layer needs no exception: sampling keeps all its rows and computes all its levels, exactly.)"""
     kept = min(rows, sample.rows)
     levels = exact_level_count(sample, rows=rows, kept=kept, weights=dim * channels, num_levels=num_levels)
     exact = EXACT_OVERHEAD * (rows * dim * dim / 2 + 20 * channels * dim * dim)
-    return exact <= (2 + levels) * kept * dim * channels
+    return exact <= (1 + levels) * kept * dim * channels
 
 
 def exact_level_indices(counts: Sequence[int], levels: int, numel: int) -> list[int]:
@@ -111,9 +111,9 @@ def _interpolate(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.T
     return fp[right - 1] * (1 - t) + fp[right] * t
 
 
-def sampled_level_sums(rows: torch.Tensor, row_weight: torch.Tensor, *, weight: torch.Tensor, bias: torch.Tensor,
-                       rank: torch.Tensor, counts: Sequence[int], levels: int, numel: int, n: int,
-                       dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def sampled_level_sums(rows: torch.Tensor, row_weight: torch.Tensor, *, outputs: torch.Tensor, weight: torch.Tensor,
+                       bias: torch.Tensor, rank: torch.Tensor, counts: Sequence[int], levels: int, numel: int,
+                       n: int, dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(s_q, ss_q), each (len(counts), C) float64: sum and sum of squares of the pruned output over all ``n`` rows.
 
     ``rows`` were kept with probabilities pi (``row_weight`` = 1 / pi; rows of zeros, never kept, add nothing to
@@ -127,6 +127,8 @@ def sampled_level_sums(rows: torch.Tensor, row_weight: torch.Tensor, *, weight: 
     Args:
         rows: P, (N', J) kept patch rows of one group.
         row_weight: (N',) inverse inclusion probabilities.
+        outputs: (N', C) the layer's dense output at those rows, w . P + b (the layer computed it already: one
+            product fewer here).
         weight: w, (C, J) in patch order.
         bias: b, (C,).
         rank: (C, J) rank of each weight in the layer's magnitude order.
@@ -147,7 +149,7 @@ def sampled_level_sums(rows: torch.Tensor, row_weight: torch.Tensor, *, weight: 
     s_p, ss_p = dense.to(torch.float64)
     y_sum = s_p - n * bias.to(torch.float64)  # sum of w . P over all rows (exact)
     p_sum = (root_w @ scaled).double()  # sum_n P_n / pi_n
-    y = scaled @ weight.float().T  # sqrt(1 / pi) w . P
+    y = (outputs.float() - bias.float()) * root_w[:, None]  # sqrt(1 / pi) w . P
     lin = _level_sums(w * p_sum, band, num_levels)  # sum d
     cov = _level_sums(w * (y.T @ scaled).double(), band, num_levels) - y_sum * lin / n  # sum (y - ȳ)(d - d̄)
     # the inputs' centred scatter, diagonal
