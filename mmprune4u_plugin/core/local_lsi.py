@@ -72,8 +72,8 @@ def channel_sums(out: torch.Tensor, channel: int) -> torch.Tensor:
     """(2, C) float64: per channel, the sum and the sum of squares of ``out`` over every other dim.
 
     A channel's values along contiguous trailing dims, or in blocks of ``SUM_BLOCK`` rows of a (rows, C) output, are
-    summed in float32 (rounding ~1e-7 relative, checked in tests/core/test_local_lsi.py), those sums in float64: as exact as a float64 accumulation for what R resolves, ~4x faster, and
-    without a float64 copy of the output."""
+    summed in float32 (rounding ~1e-7 relative, checked in tests/core/test_local_lsi.py), those sums in float64: as
+    exact as a float64 accumulation for what R resolves, ~4x faster, and without a float64 copy of the output."""
     if out.dtype == torch.float64:
         dims = [i for i in range(out.dim()) if i != channel]
         return torch.stack([out.sum(dims), (out * out).sum(dims)])
@@ -238,8 +238,8 @@ class _LayerProbe:
         levels = exact_level_count(self.sample, rows=self.n, kept=rows.shape[1], weights=self.weight.numel(),
                                    num_levels=sum(c > 0 for c in counts))
         part = [slice(g * per_group, (g + 1) * per_group) for g in range(groups)]
-        terms = [sampled_level_sums(rows[g], row_weight, outputs=outputs[:, part[g]], weight=weight[g], bias=bias[part[g]], rank=rank[g],
-                                    counts=counts, levels=levels, numel=self.weight.numel(), n=self.n,
+        terms = [sampled_level_sums(rows[g], row_weight, outputs=outputs[:, part[g]], weight=weight[g],
+                                    bias=bias[part[g]], rank=rank[g], counts=counts, levels=levels, numel=self.weight.numel(), n=self.n,
                                     dense=self.dense[:, part[g]]) for g in range(groups)]
         return torch.cat([t[0] for t in terms], 1), torch.cat([t[1] for t in terms], 1)
 

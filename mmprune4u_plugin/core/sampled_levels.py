@@ -14,8 +14,8 @@ remove (notation of gram_levels.py):
   part (exact at every level) times the ratio quadratic / diagonal, interpolated linearly in the number of pruned
   weights.
 
-The dense sums stay exact (all rows). Cost per layer: (1 + exact levels) N' J C multiply-adds (the kept rows' dense output is the layer's own). What it gives up
-against the exact route: the sampling noise of the removed part's moments (relative ~ 1 / sqrt(N')), and the
+The dense sums stay exact (all rows). Cost per layer: (1 + exact levels) N' J C multiply-adds (the kept rows' dense
+output is the layer's own). What it gives up against the exact route: the sampling noise of the removed part's moments (relative ~ 1 / sqrt(N')), and the
 interpolation between exact levels, which misses a channel's jumps there (a large weight of the opposite sign
 pruned). tests/core/test_sampled_levels.py checks the exact limits; tools/benchmark_local_lsi.py measures the error
 of R against the exact route on real models.
