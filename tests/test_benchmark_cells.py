@@ -271,3 +271,87 @@ def test_eta_groups_durations_by_timing_class(tmp_path):
 
 def test_fmt_duration():
     assert [fmt_duration(s) for s in (5, 65, 3600, 7325)] == ['5s', '1m', '1h00m', '2h02m']
+
+
+RECIPE = dict(recipe='modalities', iters=6, iters2=4, eval_every=2, img_pretrain_iters=3, seed=5, jobs=2,
+              work_dir='work_dirs/recipe_test')
+
+
+@pytest.mark.parametrize('dense, message', [
+    (dict(RECIPE, recipe='twostage'), "`dense.recipe` must be None or one of \\['modalities'\\]"),
+    (dict(RECIPE, iters2=0), 'needs iters \\(stage 1\\) and iters2 \\(stage 2\\) > 0'),
+])
+def test_dense_recipe_validation(dense, message):
+    with pytest.raises(ValueError, match=message):
+        small_plan(dense=dense).validate()
+
+
+def test_dense_recipe_curve_is_over_the_fused_stage_and_its_references_need_it():
+    ids = [c.id for c in expand(small_plan(dense=RECIPE), train_dense=True)]
+    assert ids[:4] == ['dense_train', 'dense_eval/iter2/val', 'dense_eval/val', 'dense_eval/test']  # over iters2 = 4
+    refs = dict(ROBUST, references=dict(lidar=dict(config='l.py', checkpoint='dense_recipe')))
+    small_plan(dense=RECIPE, robustness=refs).validate()
+    with pytest.raises(ValueError, match="needs `dense.recipe='modalities'`"):
+        small_plan(robustness=refs).validate()
+    assert benchmark.default_seconds(small_plan(dense=RECIPE))['dense_train'] == 2.5 * (6 + 4) + 600
+
+
+def test_dense_recipe_runs_compare_modalities_and_feeds_its_models_to_later_cells(tmp_path):
+    """The dense cell runs tools/compare_modalities.py with the plan's arguments (in the key with the tool's code);
+    the reference cells read the recipe's single-sensor checkpoints from its result."""
+    pytest.importorskip('mmdet3d')
+    from _bench.execute import RECIPE_FILES, RealExecutor
+    demo = str(REPO / 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py')
+    lidar = str(REPO / 'configs/demo/bevfusion-lite_tiny_lidar_demo_synthetic-nus.py')
+    refs = dict(ROBUST, references=dict(lidar=dict(config=lidar, checkpoint='dense_recipe')))
+    ex = RealExecutor(small_plan(config=demo, dense=RECIPE, robustness=refs), demo, tmp_path)
+    ex.digest = lambda path: f'digest of {Path(path).name}'
+    job = ex.job(Cell('dense_train'), {})
+    assert job['extra']['recipe'] == ['--work-dir', str(REPO / 'work_dirs/recipe_test'), '--iters', '6', '--iters2',
+                                      '4', '--img-pretrain-iters', '3', '--seed', '5', '--checkpoint-interval', '2',
+                                      '--jobs', '2']
+    assert sorted(job['extra']['recipe_code']) == sorted(RECIPE_FILES)
+    key = ex.key(Cell('dense_train'), {})
+    ex.digest = lambda path: 'edited' if Path(path).name == 'compare_modalities.py' else f'digest of {Path(path).name}'
+    assert ex.key(Cell('dense_train'), {}) != key  # the recipe's code is in the key
+    reference = Cell('reference', sensor='lidar', split='test')
+    with pytest.raises(MissingInput, match='comes from the dense recipe'):
+        ex.job(reference, {})
+    done = {'dense_train': dict(status='done', result=dict(checkpoint='f.pth', checkpoints={},
+                                                            references=dict(lidar='l2.pth', camera='c2.pth')))}
+    assert ex.job(reference, done)['files'] == {'checkpoint': 'l2.pth'}
+
+
+def test_dense_recipe_result_names_the_fused_checkpoints_and_the_references(tmp_path, monkeypatch):
+    """What _run_dense_recipe makes of compare_modalities' summary (the tool itself faked: it takes an hour)."""
+    pytest.importorskip('mmdet3d')
+    import subprocess
+    from _bench.execute import RealExecutor
+    work = tmp_path / 'recipe'
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        fused = work / 'stage2_lidar-camera'
+        fused.mkdir(parents=True)
+        for it in (2, 4):
+            (fused / f'iter_{it}.pth').write_text('w')
+        (fused / 'last_checkpoint').write_text(str(fused / 'iter_4.pth'))
+        summary = dict(results={'lidar (stage 2)': {'metrics': {'x/NDS': 0.3}}}, checkpoints={
+            'stage2_lidar-camera': str(fused / 'iter_4.pth'), 'stage2_lidar': 'l.pth', 'stage2_camera': 'c.pth'})
+        (work / 'modalities.json').write_text(json.dumps(summary))
+        return subprocess.CompletedProcess(cmd, 0)
+    monkeypatch.setattr(subprocess, 'run', fake_run)
+    demo = str(REPO / 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py')
+    ex = RealExecutor(small_plan(config=demo, dense=dict(RECIPE, work_dir=str(work))), demo, tmp_path)
+    out = tmp_path / 'cell'
+    out.mkdir()
+    result = ex._run_dense_recipe(ex.recipe_args(), out)
+    assert calls[0][1].endswith('tools/compare_modalities.py') and calls[0][2:4] == ['--work-dir', str(work)]
+    assert result['checkpoint'] == str(work / 'stage2_lidar-camera' / 'iter_4.pth')
+    assert result['checkpoints'] == {str(i): str(work / 'stage2_lidar-camera' / f'iter_{i}.pth') for i in (2, 4)}
+    assert result['references'] == dict(lidar='l.pth', camera='c.pth')
+    assert result['modalities'] == {'lidar (stage 2)': {'metrics': {'x/NDS': 0.3}}}
+    monkeypatch.setattr(subprocess, 'run', lambda cmd, **kw: subprocess.CompletedProcess(cmd, 3))
+    with pytest.raises(RuntimeError, match='compare_modalities.py failed \\(exit 3\\)'):
+        ex._run_dense_recipe(ex.recipe_args(), out)

@@ -255,3 +255,17 @@ def test_robustness_markdown_plot_and_cut(tmp_path):
     assert 'under corruption, one-shot at 80% only, for RD (β = 0) (not global magnitude, MMPrune4U (local R))' in cut
     assert 'no LiDAR-only / camera-only reference model (`robustness.references`)' in cut
     assert 'no degraded-sensor evaluation (`robustness` is None)' in report.cut_statement(plan())
+
+
+def test_markdown_shows_the_dense_recipe_table():
+    """dense.recipe='modalities': the fused vs single-sensor val table of the recipe goes under "Dense model"."""
+    p = plan()
+    cells = records(p)
+    table = {'lidar-camera (stage 2)': {'metrics': {'NuScenes metric/NDS': 0.3512, 'NuScenes metric/mAP': 0.3}},
+             'camera (stage 2)': {'metrics': {'NuScenes metric/NDS': 0.1897}}}
+    cells['dense_train'] = dict(status='done', cell=Cell('dense_train').spec(), result=dict(modalities=table))
+    meta = dict(command='c', date='d', machine='m', config='c.py', checkpoint='x', plan=plan_summary(p))
+    text = markdown.render(meta, report.figures(cells, p), {})
+    assert '| lidar-camera (stage 2) | 0.3512 | 0.3000 | – | – | – |' in text
+    assert '| camera (stage 2) | 0.1897 | – | – | – | – |' in text
+    assert 'Trained by `tools/compare_modalities.py`' not in markdown.render(meta, report.figures(records(p), p), {})

@@ -106,7 +106,10 @@ def default_seconds(plan: Plan) -> dict[str, float]:
     """Rough per-cell times on 2 CPU cores before any cell of a kind has run (the ETA then uses measured ones)."""
     ft_iters = float(plan.finetune.get('options', {}).get('train_cfg.max_iters', 100))
     evaluation = 45.0
-    out = dict(dense_train=1.0 * float(plan.dense.get('iters', 0)), dense_eval=evaluation, curves=1500, beta=60,
+    dense = float(plan.dense.get('iters', 0))
+    if plan.dense.get('recipe') == 'modalities':  # three models, two stages, a pretraining, seven evaluations
+        dense = 2.5 * (dense + float(plan.dense.get('iters2', 0))) + 600
+    out = dict(dense_train=dense, dense_eval=evaluation, curves=1500, beta=60,
                oneshot=60, additivity=150, costs=900, finetune=1.2 * ft_iters + 70, reference=evaluation)
     for kind in ('dense_eval', 'oneshot', 'finetune'):  # one more evaluation per corruption (Plan.timing_class)
         out[f'{kind}+corrupted'] = out[kind] + evaluation * len(plan.corruptions())

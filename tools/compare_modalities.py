@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument('--num-val', type=int, default=40, help='val scenes when the set is generated')
     parser.add_argument('--jobs', type=int, default=1,
                         help='trainings run side by side (the CPU cores are split between them)')
+    parser.add_argument('--checkpoint-interval', type=int, default=None,
+                        help='stage-2 runs keep a checkpoint every N iterations (a val-NDS curve of the fused model)')
     parser.add_argument('--fused-stage1', action='store_true',
                         help='also train the fused model in stage 1 when stage 2 runs (its stage-1 row)')
     args = parser.parse_args()
@@ -100,18 +102,24 @@ def main() -> None:
                     '--camera', str(ckpts['camera']), '--out', str(fused_init)], out / 'stage2_fused_init.log',
                    fused_init)
         starts = {'lidar-camera': fused_init, 'lidar': ckpts['lidar'], 'camera': ckpts['camera']}
+        every = [] if args.checkpoint_interval is None else [
+            f'default_hooks.checkpoint.interval={args.checkpoint_interval}', 'default_hooks.checkpoint.max_keep_ckpts=-1']
         stage2 = side_by_side(args.jobs, {name: (f'stage 2: train {name}', config, out / f'stage2_{name}',
                                                  out / f'stage2_{name}.log', '--cfg-options', *common,
-                                                 *schedule_options(iters2), f'load_from={starts[name]}')
+                                                 *schedule_options(iters2), *every, f'load_from={starts[name]}')
                                           for name, config in VARIANTS.items()})
         for name, config in VARIANTS.items():
             results[f'{name} (stage 2)'] = evaluate(f'stage2_{name}', config, stage2[name], out, *test_options)
+        ckpts.update({f'stage2_{name}': ckpt for name, ckpt in stage2.items()})
     lines = ['| model | ' + ' | '.join(KEYS) + ' |', '|---' * (len(KEYS) + 1) + '|']
     lines += [f'| {name} | ' + ' | '.join(f'{metric(r, k):.4f}' for k in KEYS) + ' |' for name, r in results.items()]
     (out / 'modalities.md').write_text('\n'.join(lines) + '\n')
     (out / 'modalities.json').write_text(json.dumps({'seed': args.seed, 'iters': args.iters, 'iters2': iters2,
                                                      'img_pretrain_iters': args.img_pretrain_iters,
-                                                     'data_root': str(data_root), 'results': results}, indent=1))
+                                                     'data_root': str(data_root), 'results': results,
+                                                     'configs': VARIANTS,
+                                                     'checkpoints': {k: str(v) for k, v in ckpts.items()}},
+                                                    indent=1))
     print('\n'.join(lines))
     stage = 'stage 2' if iters2 != 0 else 'stage 1'
     best_single = max(metric(results[f'lidar ({stage})'], 'NDS'), metric(results[f'camera ({stage})'], 'NDS'))

@@ -18,7 +18,7 @@ from typing import Iterator
 
 from .cells import MissingInput
 from .configs import ConfigFactory, ann_files, config_content
-from .plan import METHODS, Cell, Plan
+from .plan import METHODS, RECIPE_CHECKPOINT, Cell, Plan
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / 'tools'))
@@ -27,6 +27,9 @@ CODE_FILES = ('tools/_launch.py', 'tools/prune.py', 'tools/test.py', 'tools/_ben
 MEASURE_FILE = 'tools/_bench/measure.py'
 CORRUPTED = 'test@'  # job config name prefix of an evaluation under a corruption
 DENSE_KINDS = ('dense_train', 'dense_eval', 'reference')  # cells of the dense / reference models: no pruner runs
+# what dense.recipe='modalities' runs (tools/compare_modalities.py and the CLIs it calls)
+RECIPE_FILES = ('tools/compare_modalities.py', 'tools/_stages.py', 'tools/train.py', 'tools/test.py',
+                'tools/pretrain_image_backbone.py', 'tools/init_fused_from_single.py')
 
 
 @contextlib.contextmanager
@@ -147,11 +150,21 @@ class RealExecutor:
         files, extra, configs = {}, {}, {}
         if cell.kind == 'dense_train':
             configs['train'] = f.dense_train()
+            if self.plan.dense.get('recipe') == 'modalities':
+                extra['recipe'] = self.recipe_args()
+                extra['recipe_code'] = {p: self.digest(REPO / p) for p in RECIPE_FILES}
         elif cell.kind == 'dense_eval':
             files['checkpoint'] = self.dense_checkpoint(results, cell.iteration)
             configs['test'] = f.evaluation(cell.split)
         elif cell.kind == 'reference':
-            files['checkpoint'] = self.plan.references()[cell.sensor]['checkpoint']
+            ckpt = self.plan.references()[cell.sensor]['checkpoint']
+            if ckpt == RECIPE_CHECKPOINT:
+                record = results.get('dense_train')
+                if record is None or record.get('status') != 'done':
+                    raise MissingInput(f'the {cell.sensor}-only model comes from the dense recipe (cell dense_train), '
+                                       'which is missing or failed')
+                ckpt = record['result']['references'][cell.sensor]
+            files['checkpoint'] = ckpt
             configs['test'] = f.reference(cell.sensor, cell.split)
         elif cell.kind in ('curves', 'oneshot', 'beta', 'finetune', 'additivity', 'costs'):
             files['checkpoint'] = self.dense_checkpoint(results)
@@ -193,7 +206,8 @@ class RealExecutor:
         """A stored dense model or curve cache that later cells read must still be on disk, unchanged."""
         result = record.get('result', {})
         if cell.kind == 'dense_train':
-            return all(Path(p).is_file() for p in [result['checkpoint'], *result['checkpoints'].values()])
+            return all(Path(p).is_file() for p in [result['checkpoint'], *result['checkpoints'].values(),
+                                                   *result.get('references', {}).values()])
         if cell.kind == 'curves':
             return Path(result['curves']).is_file() and self.digest(result['curves']) == result['curves_digest']
         return True
@@ -208,12 +222,41 @@ class RealExecutor:
             self._drop_unreadable_curves(cell.seed)
         return getattr(self, f'_run_{cell.kind}')(cell, out, job, results)
 
+    def recipe_args(self) -> list[str]:
+        """tools/compare_modalities.py's arguments for ``dense.recipe='modalities'`` (its stages are cached in the
+        recipe's work dir by their own keys: a rerun with the same arguments reuses them)."""
+        d = self.plan.dense
+        work = Path(d.get('work_dir') or self.work / 'dense_modalities')
+        work = work if work.is_absolute() else REPO / work
+        return ['--work-dir', str(work), '--iters', str(int(d['iters'])), '--iters2', str(int(d['iters2'])),
+                '--img-pretrain-iters', str(int(d.get('img_pretrain_iters', 600))),
+                '--seed', str(int(d.get('seed', 0))), '--checkpoint-interval', str(int(d['eval_every'])), '--jobs', str(int(d.get('jobs', 1)))]
+
     def _run_dense_train(self, cell, out, job, results) -> dict:
+        if 'recipe' in job['extra']:
+            return self._run_dense_recipe(job['extra']['recipe'], out)
         with isolated(out / 'log.txt'):
             self._runner(job['configs']['train'], 'dense_train').train()
         ckpts = {p.stem.split('_')[-1]: str(p) for p in sorted(out.glob('iter_*.pth'))}
         last = Path((out / 'last_checkpoint').read_text().strip())
         return dict(checkpoints=ckpts, checkpoint=str(last), seconds_per_iter=seconds_per_iter(out))
+
+    def _run_dense_recipe(self, args: list[str], out: Path) -> dict:
+        """The fused model of tools/compare_modalities.py (stage 2, its checkpoints every ``eval_every``) and its
+        single-sensor models (the references), with the recipe's own val table."""
+        import subprocess
+        with open(out / 'log.txt', 'w') as log:
+            proc = subprocess.run([sys.executable, str(REPO / 'tools' / 'compare_modalities.py'), *args], cwd=REPO,
+                                  stdout=log, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            raise RuntimeError(f'tools/compare_modalities.py failed (exit {proc.returncode}); see {out / "log.txt"}')
+        work = Path(args[args.index('--work-dir') + 1])
+        summary = json.loads((work / 'modalities.json').read_text())
+        fused = Path(summary['checkpoints']['stage2_lidar-camera'])
+        ckpts = {p.stem.split('_')[-1]: str(p) for p in sorted(fused.parent.glob('iter_*.pth'))}
+        refs = {sensor: summary['checkpoints'][f'stage2_{sensor}'] for sensor in ('lidar', 'camera')}
+        return dict(checkpoints=ckpts, checkpoint=str(fused), references=refs, recipe='modalities',
+                    modalities=summary['results'], seconds_per_iter=seconds_per_iter(fused.parent))
 
     def _run_dense_eval(self, cell, out, job, results) -> dict:
         return self.evaluate_all(job, job['files']['checkpoint'], out)

@@ -191,6 +191,13 @@ def render(meta: dict, fig: dict, plots: dict[str, str]) -> str:
             out.append(f'Last gain in val NDS: {d["last_gain"]:+.4f}: ' + (
                 'plateaued.' if d['plateaued'] else '**not plateaued**: the dense model is still improving, so '
                 'finetuned rows partly measure extra training (compare with the equal-budget dense row).'))
+    if d.get('modalities'):
+        keys = ['NDS', 'mAP', 'mATE', 'mASE', 'mAOE']
+        out += ['', 'Trained by `tools/compare_modalities.py` (stage 2 starts the fused model from the LiDAR-only and '
+                'camera-only models of stage 1; every weight trained equally long), val split:', '',
+                '| model | ' + ' | '.join(keys) + ' |', '|---' * (len(keys) + 1) + '|',
+                *[f'| {name} | ' + ' | '.join(_metric(r, k) for k in keys) + ' |'
+                  for name, r in d['modalities'].items()], '']
     for split in ('val', 'test'):
         if d.get(split):
             out.append(f'Dense on {split}: NDS {d[split]["metrics"]["NDS"]:.4f}, mAP {d[split]["metrics"]["mAP"]:.4f}.')
@@ -227,3 +234,9 @@ def render(meta: dict, fig: dict, plots: dict[str, str]) -> str:
 
 def _num(x) -> str:
     return '–' if x is None else f'{x:.3f}'
+
+
+def _metric(result: dict, key: str) -> str:
+    """A metric of a tools/test.py metrics json by its short name (its keys carry a prefix), or '–'."""
+    value = next((v for k, v in result.get('metrics', {}).items() if k.split('/')[-1] == key), None)
+    return '–' if value is None else f'{value:.4f}'

@@ -162,6 +162,12 @@ class Plan:
                 raise ValueError(f'`finetune.rows` entry {(method, variant)} is unknown')
             if variant == 'lsi' and self.lsi_loss is None:
                 raise ValueError('`finetune.rows` asks for the LSI variant but `lsi_loss` is None')
+        recipe = self.dense.get('recipe')
+        if recipe is not None and recipe not in RECIPES:
+            raise ValueError(f'`dense.recipe` must be None or one of {list(RECIPES)}, but got {recipe!r}')
+        if recipe == 'modalities' and not all(int(self.dense.get(k) or 0) > 0 for k in ('iters', 'iters2')):
+            raise ValueError('`dense.recipe=\'modalities\'` needs iters (stage 1) and iters2 (stage 2) > 0, but got '
+                             f'iters: {self.dense.get("iters")}, iters2: {self.dense.get("iters2")}')
         if self.splits.keys() != {'val', 'test'}:
             raise ValueError(f'`splits` must define exactly val and test, but got {sorted(self.splits)}')
         if self.splits['val'] == self.splits['test']:
@@ -214,12 +220,23 @@ class Plan:
         return [m for m in self.methods if METHODS[m].needs_curves]
 
 
+RECIPES = ('modalities',)  # dense.recipe: how the dense model is trained when it is not one plain run
+RECIPE_CHECKPOINT = 'dense_recipe'  # references.<sensor>.checkpoint: that sensor's model of the recipe
+
+
+def dense_curve_iters(plan: Plan) -> int:
+    """Iterations of the run whose val NDS makes the plateau curve: the plain run's, or the fused model's stage 2
+    (``recipe='modalities'``: tools/compare_modalities.py, whose stage 2 trains the fused model from the two
+    single-sensor ones)."""
+    return int(plan.dense['iters2'] if plan.dense.get('recipe') == 'modalities' else plan.dense['iters'])
+
+
 def expand(plan: Plan, *, train_dense: bool) -> list[Cell]:
     """Every cell of the plan, in the order they run (each cell's inputs come from cells before it)."""
     cells: list[Cell] = []
     if train_dense:
         cells.append(Cell('dense_train'))
-        every, iters = int(plan.dense['eval_every']), int(plan.dense['iters'])
+        every, iters = int(plan.dense['eval_every']), dense_curve_iters(plan)
         points = sorted({*range(every, iters + 1, every), iters})
         cells += [Cell('dense_eval', iteration=i, split='val') for i in points[:-1]]
     cells += [Cell('dense_eval', split='val'), Cell('dense_eval', split='test')]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .plan import BASELINES, METHODS, VARIANTS, Cell, Plan
+from .plan import BASELINES, METHODS, VARIANTS, Cell, Plan, dense_curve_iters
 from .stats import summarize
 
 MODALITY_ORDER = ('camera', 'lidar', 'fusion')
@@ -112,12 +112,15 @@ def dense_figures(cells: dict, plan: Plan) -> dict:
     for cell_id, record in cells.items():
         spec = record.get('cell', {})
         if spec.get('kind') == 'dense_eval' and spec.get('split') == 'val' and record.get('status') == 'done':
-            it = spec.get('iteration') or plan.dense.get('iters')
+            it = spec.get('iteration') or (dense_curve_iters(plan) if plan.dense else None)
             curve.append(dict(iteration=it, NDS=record['result']['metrics'].get('NDS'),
                               mAP=record['result']['metrics'].get('mAP')))
     curve.sort(key=lambda p: p['iteration'] or 0)
     out = dict(curve=curve, val=done(cells, Cell('dense_eval', split='val')),
                test=done(cells, Cell('dense_eval', split='test')))
+    trained = done(cells, Cell('dense_train'))
+    if trained and trained.get('modalities'):  # dense.recipe='modalities': its fused vs single-sensor val table
+        out['modalities'] = trained['modalities']
     if len(curve) >= 2 and None not in (curve[-1]['NDS'], curve[-2]['NDS']):
         gain = curve[-1]['NDS'] - curve[-2]['NDS']
         out['last_gain'] = gain

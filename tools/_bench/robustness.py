@@ -11,7 +11,7 @@ which reads the corruption presets).
 """
 from __future__ import annotations
 
-from .plan import BASELINES, METHODS, SENSORS, VARIANTS, Cell, Plan, _same
+from .plan import BASELINES, METHODS, RECIPE_CHECKPOINT, SENSORS, VARIANTS, Cell, Plan, _same
 from .report import _row, done, verdicts
 from .stats import summarize
 
@@ -68,6 +68,9 @@ def problems(plan: Plan) -> list[str]:
             found.append(f'`references` has unknown sensor {sensor!r} (known: {sorted(SENSORS)})')
         elif ref is not None and not (isinstance(ref, dict) and ref.get('config') and ref.get('checkpoint')):
             found.append(f'`references.{sensor}` must be None or dict(config=..., checkpoint=...), but got {ref!r}')
+        elif ref is not None and ref['checkpoint'] == RECIPE_CHECKPOINT and plan.dense.get('recipe') != 'modalities':
+            found.append(f'`references.{sensor}.checkpoint={RECIPE_CHECKPOINT!r}` needs `dense.recipe=\'modalities\'` '
+                         '(the single-sensor models it trains)')
     return found
 
 
