@@ -307,7 +307,7 @@ def test_dense_recipe_runs_compare_modalities_and_feeds_its_models_to_later_cell
     ex = RealExecutor(small_plan(config=demo, dense=RECIPE, robustness=refs), demo, tmp_path)
     ex.digest = lambda path: f'digest of {Path(path).name}'
     job = ex.job(Cell('dense_train'), {})
-    assert job['extra']['recipe'] == ['--work-dir', str(REPO / 'work_dirs/recipe_test'), '--iters', '6', '--iters2',
+    assert job['extra']['recipe'] == ['--work-dir', 'work_dirs/recipe_test', '--iters', '6', '--iters2',
                                       '4', '--img-pretrain-iters', '3', '--seed', '5', '--checkpoint-interval', '2',
                                       '--jobs', '2']
     assert sorted(job['extra']['recipe_code']) == sorted(RECIPE_FILES)

@@ -226,8 +226,9 @@ class RealExecutor:
         """tools/compare_modalities.py's arguments for ``dense.recipe='modalities'`` (its stages are cached in the
         recipe's work dir by their own keys: a rerun with the same arguments reuses them)."""
         d = self.plan.dense
-        work = Path(d.get('work_dir') or self.work / 'dense_modalities')
-        work = work if work.is_absolute() else REPO / work
+        # as written in the plan (a relative one is below the repository, where the tool runs): the tool's stage
+        # keys hold it literally, so the same text reuses a run of the tool made by hand
+        work = d.get('work_dir') or str(self.work / 'dense_modalities')
         return ['--work-dir', str(work), '--iters', str(int(d['iters'])), '--iters2', str(int(d['iters2'])),
                 '--img-pretrain-iters', str(int(d.get('img_pretrain_iters', 600))),
                 '--seed', str(int(d.get('seed', 0))), '--checkpoint-interval', str(int(d['eval_every'])), '--jobs', str(int(d.get('jobs', 1)))]
@@ -250,7 +251,7 @@ class RealExecutor:
                                   stdout=log, stderr=subprocess.STDOUT)
         if proc.returncode != 0:
             raise RuntimeError(f'tools/compare_modalities.py failed (exit {proc.returncode}); see {out / "log.txt"}')
-        work = Path(args[args.index('--work-dir') + 1])
+        work = REPO / args[args.index('--work-dir') + 1]  # (an absolute one stays as it is)
         summary = json.loads((work / 'modalities.json').read_text())
         fused = Path(summary['checkpoints']['stage2_lidar-camera'])
         ckpts = {p.stem.split('_')[-1]: str(p) for p in sorted(fused.parent.glob('iter_*.pth'))}
