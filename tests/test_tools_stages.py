@@ -141,3 +141,15 @@ def test_plugin_files_of_the_model_code_leave_out_the_pruner():
     assert len(plugin_files('')) > len(names)
     with pytest.raises(FileNotFoundError, match='neither a file nor a directory'):
         plugin_files(('models', 'no_such_part'))
+
+
+def test_synthetic_data_is_keyed_on_one_spelling_of_its_path(tmp_path, monkeypatch):
+    """The benchmark names the set relative to the repository, compare_modalities absolute: one key, no rebuild."""
+    monkeypatch.chdir(_stages.REPO)
+    runs = []
+    monkeypatch.setattr(_stages, 'run', lambda stage, args, log: runs.append(args))
+    monkeypatch.setattr(_stages.shutil, 'rmtree', lambda *a, **k: None)
+    monkeypatch.setattr(Path, 'write_text', lambda self, text: None)
+    _stages.ensure_synthetic_data(tmp_path / 'data.log', Path('data/not_there'), 3, 2)
+    _stages.ensure_synthetic_data(tmp_path / 'data.log', _stages.REPO / 'data' / 'not_there', 3, 2)
+    assert len(runs) == 2 and runs[0] == runs[1] and runs[0][2] == str(_stages.REPO / 'data' / 'not_there')

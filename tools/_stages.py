@@ -97,6 +97,7 @@ def run(stage: str, args: list[str], log: Path, threads: int | None = None) -> N
 def ensure_synthetic_data(log: Path, root: Path = DATA, num_train: int = 200, num_val: int = 40) -> None:
     """Generate the demo's synthetic nuScenes-format set (seed 0; 200 train / 40 val scenes) unless present with
     the same generator code and arguments."""
+    root = Path(root).resolve()  # one spelling of the path in the key, whoever asks (tools, the benchmark)
     args = ['tools/create_synthetic_nuscenes.py', '--out-dir', str(root), '--num-train', str(num_train),
             '--num-val', str(num_val), '--seed', '0', '--workers', '2']
     key = stage_key(args, plugin_part='datasets')  # the data depends on the generator's code, not the hook's

@@ -92,10 +92,10 @@ def ensure_data(plan: Plan, work: Path) -> None:
     logs = work / 'logs'
     logs.mkdir(parents=True, exist_ok=True)
     ensure_synthetic_data(logs / 'data.log', Path(syn['root']), int(syn['num_train']), int(syn['num_val']))
-    root = Path(syn['test_root'])
+    root = Path(syn['test_root']).resolve()
     args = ['tools/create_synthetic_nuscenes.py', '--out-dir', str(root), '--num-train', '0', '--num-val',
             str(syn['num_test']), '--seed', str(syn['test_seed']), '--workers', '2']
-    key = stage_key(args)
+    key = stage_key(args, plugin_part='datasets')
     if not reusable('synthetic test split', root / KEY_NAME, key, root / 'nuscenes_infos_val.pkl'):
         shutil.rmtree(root, ignore_errors=True)
         run('synthetic test split', args, logs / 'data_test.log')
