@@ -153,3 +153,30 @@ def test_synthetic_data_is_keyed_on_one_spelling_of_its_path(tmp_path, monkeypat
     _stages.ensure_synthetic_data(tmp_path / 'data.log', Path('data/not_there'), 3, 2)
     _stages.ensure_synthetic_data(tmp_path / 'data.log', _stages.REPO / 'data' / 'not_there', 3, 2)
     assert len(runs) == 2 and runs[0] == runs[1] and runs[0][2] == str(_stages.REPO / 'data' / 'not_there')
+
+
+def test_train_many_settles_keys_first_runs_side_by_side_and_reuses(tmp_path, monkeypatch):
+    """Two trainings with jobs=2: both run, each with half the cores; their keys are written after both ran; a
+    second call reuses both; a stale one (other options) runs alone with every core."""
+    config = 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py'
+    runs = []
+
+    def fake_run(stage, args, log, threads=None):
+        work = Path(args[args.index('--work-dir') + 1])
+        work.mkdir(parents=True, exist_ok=True)
+        (work / 'iter_1.pth').write_text('w')
+        (work / 'last_checkpoint').write_text(str(work / 'iter_1.pth'))
+        runs.append((stage, threads))
+    monkeypatch.setattr(_stages, 'run', fake_run)
+    monkeypatch.setattr(_stages.os, 'cpu_count', lambda: 4)
+    specs = {n: (f'train {n}', config, tmp_path / n, tmp_path / f'{n}.log', '--cfg-options', f'randomness.seed={i}')
+             for i, n in enumerate(('a', 'b'))}
+    ckpts = _stages.train_many(specs, jobs=2)
+    assert sorted(runs) == [('train a', 2), ('train b', 2)]
+    assert ckpts == {n: tmp_path / n / 'iter_1.pth' for n in ('a', 'b')}
+    assert all((tmp_path / n / _stages.KEY_NAME).is_file() for n in ('a', 'b'))
+    runs.clear()
+    assert _stages.train_many(specs, jobs=2) == ckpts and runs == []
+    specs['b'] = specs['b'][:-1] + ('randomness.seed=7',)
+    _stages.train_many(specs, jobs=2)
+    assert runs == [('train b', None)]

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,18 +121,37 @@ def last_checkpoint(work_dir: Path) -> Path | None:
     return Path(marker.read_text().strip()) if marker.is_file() else None
 
 
-def train(stage: str, config: str, work_dir: Path, log: Path, *extra: str, threads: int | None = None) -> Path:
-    """Train ``config`` into ``work_dir`` unless it holds a last checkpoint of the same key; return the checkpoint.
-    (``threads``: see :func:`run`; not part of the key.)"""
-    args = ['tools/train.py', config, '--work-dir', str(work_dir), *extra]
-    key = stage_key(args)
-    ckpt = last_checkpoint(work_dir)
-    if ckpt is not None and reusable(stage, work_dir / KEY_NAME, key, ckpt):
-        return ckpt
-    shutil.rmtree(work_dir, ignore_errors=True)  # a stale run's checkpoints must not be picked up
-    run(stage, args, log, threads)
-    (work_dir / KEY_NAME).write_text(key + '\n')
-    return last_checkpoint(work_dir)
+def train(stage: str, config: str, work_dir: Path, log: Path, *extra: str) -> Path:
+    """Train ``config`` into ``work_dir`` unless it holds a last checkpoint of the same key; return the checkpoint."""
+    return train_many({stage: (stage, config, work_dir, log, *extra)})[stage]
+
+
+def train_many(trainings: dict[str, tuple], jobs: int = 1) -> dict[str, Path]:
+    """:func:`train` of every ``name: (stage, config, work_dir, log, *extra)``, ``jobs`` subprocesses at a time,
+    each with its share of the CPU cores. Keys and reuse are settled here first, one after another (building
+    configs for the keys from several threads at once deadlocked); only the subprocesses run side by side."""
+    done, todo = {}, {}
+    for name, (stage, config, work_dir, log, *extra) in trainings.items():
+        work_dir = Path(work_dir)
+        args = ['tools/train.py', config, '--work-dir', str(work_dir), *extra]
+        key = stage_key(args)
+        ckpt = last_checkpoint(work_dir)
+        if ckpt is not None and reusable(stage, work_dir / KEY_NAME, key, ckpt):
+            done[name] = ckpt
+            continue
+        shutil.rmtree(work_dir, ignore_errors=True)  # a stale run's checkpoints must not be picked up
+        todo[name] = (stage, args, Path(log), key, work_dir)
+    if todo:
+        side = max(1, min(jobs, len(todo)))
+        threads = None if side == 1 else max(1, (os.cpu_count() or 1) // side)
+        with ThreadPoolExecutor(max_workers=side) as pool:
+            futures = [pool.submit(run, stage, args, log, threads) for stage, args, log, _, _ in todo.values()]
+        for future in futures:
+            future.result()  # a failed stage raises here (SystemExit with its log's tail)
+        for name, (_, _, _, key, work_dir) in todo.items():
+            (work_dir / KEY_NAME).write_text(key + '\n')
+            done[name] = last_checkpoint(work_dir)
+    return {name: done[name] for name in trainings}
 
 
 def evaluate(name: str, config: str, checkpoint: Path | None, out: Path, *extra: str) -> dict:

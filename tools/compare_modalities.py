@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from _stages import (DATA, REPO, data_root_options, ensure_synthetic_data, evaluate, metric, run_cached,
-                     train)
+                     train_many)
 
 VARIANTS = {
     'lidar-camera': 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py',
@@ -39,17 +37,6 @@ def schedule_options(iters: int | None) -> list[str]:
     if iters is None:
         return []
     return [f'train_cfg.max_iters={iters}', f'param_scheduler.0.T_max={iters}', f'param_scheduler.0.end={iters}']
-
-
-def side_by_side(jobs: int, trainings: dict[str, tuple]) -> dict[str, Path]:
-    """``_stages.train(*args)`` of every entry, ``jobs`` at a time (each with its share of the CPU cores); returns
-    the checkpoints by name."""
-    if jobs <= 1:
-        return {name: train(*spec) for name, spec in trainings.items()}
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {name: pool.submit(train, *spec, threads=threads) for name, spec in trainings.items()}
-        return {name: future.result() for name, future in futures.items()}
 
 
 def main() -> None:
@@ -89,10 +76,9 @@ def main() -> None:
     iters2 = args.iters if args.iters2 is None else args.iters2
     # stage 2 starts the fused model from the single-sensor ones: its stage-1 run is only a table row
     stage1 = [n for n in VARIANTS if n != 'lidar-camera' or iters2 == 0 or args.fused_stage1]
-    ckpts.update(side_by_side(args.jobs, {name: (f'stage 1: train {name}', VARIANTS[name], out / name,
-                                                 out / f'{name}.log', '--cfg-options', *common,
-                                                 *schedule_options(args.iters), *starts.get(name, []))
-                                          for name in stage1}))
+    ckpts.update(train_many({name: (f'stage 1: train {name}', VARIANTS[name], out / name, out / f'{name}.log',
+                                    '--cfg-options', *common, *schedule_options(args.iters), *starts.get(name, []))
+                             for name in stage1}, args.jobs))
     for name in stage1:
         results[f'{name} (stage 1)'] = evaluate(name, VARIANTS[name], ckpts[name], out, *test_options)
     if iters2 != 0:
@@ -103,11 +89,12 @@ def main() -> None:
                    fused_init)
         starts = {'lidar-camera': fused_init, 'lidar': ckpts['lidar'], 'camera': ckpts['camera']}
         every = [] if args.checkpoint_interval is None else [
-            f'default_hooks.checkpoint.interval={args.checkpoint_interval}', 'default_hooks.checkpoint.max_keep_ckpts=-1']
-        stage2 = side_by_side(args.jobs, {name: (f'stage 2: train {name}', config, out / f'stage2_{name}',
-                                                 out / f'stage2_{name}.log', '--cfg-options', *common,
-                                                 *schedule_options(iters2), *every, f'load_from={starts[name]}')
-                                          for name, config in VARIANTS.items()})
+            f'default_hooks.checkpoint.interval={args.checkpoint_interval}',
+            'default_hooks.checkpoint.max_keep_ckpts=-1']
+        stage2 = train_many({name: (f'stage 2: train {name}', config, out / f'stage2_{name}',
+                                    out / f'stage2_{name}.log', '--cfg-options', *common, *schedule_options(iters2), *every,
+                                    f'load_from={starts[name]}')
+                             for name, config in VARIANTS.items()}, args.jobs)
         for name, config in VARIANTS.items():
             results[f'{name} (stage 2)'] = evaluate(f'stage2_{name}', config, stage2[name], out, *test_options)
         ckpts.update({f'stage2_{name}': ckpt for name, ckpt in stage2.items()})
