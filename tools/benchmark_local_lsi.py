@@ -5,7 +5,8 @@ the error of their R against the exact route (relative error over every layer an
 and the Spearman correlation of those layers' R at 50 / 70 / 90%); of the exact Gram path at the default grid
 (100 levels), split into the calibration pass and the level sums of each layer; and of the per-level path (every
 runner called again with its weight pruned to each level, as local R was measured before), timed on 1 level and on
-1 + len(``--old-levels``) levels and extrapolated linearly to the grid (its cost per level is constant). Checks that
+1 + len(``--old-levels``) levels and extrapolated linearly to the grid (its cost per level is constant). Every
+route's time includes turning the moments into R (what the hook pays). Checks that
 the exact and per-level paths give the same moments on the levels measured by both, and prints the ratios. CPU
 timings on a shared machine are noisy: the load average is printed with them.
 
@@ -82,12 +83,6 @@ def _max_rel_diff(fast, ref) -> float:
     return worst
 
 
-def _local_r(moments):
-    """[L, K] R of the moments (numpy)."""
-    import numpy as np
-    return np.array([[acc.kl_bound() for acc in row] for row in moments])
-
-
 def _r_error(approx, exact) -> str:
     """Relative error where exact R > 1e-6 (median, 90th percentile, max) and the layers' rank correlation."""
     import numpy as np
@@ -128,7 +123,9 @@ def main() -> None:
 
     from mmprune4u_plugin.core.curves import DEFAULT_GRID
     from mmprune4u_plugin.core.layers import find_prunable_layers, module_by_name
-    from mmprune4u_plugin.core.local_lsi import local_lsi_moments
+    import numpy as np
+
+    from mmprune4u_plugin.core.local_lsi import layer_curve, local_lsi_curves, local_lsi_moments
     from mmprune4u_plugin.core.patches import patch_map
     from mmprune4u_plugin.core.sampled_levels import SampledR
     from mmprune4u_plugin.hooks.calibration import mmdet3d_forward
@@ -150,6 +147,7 @@ def main() -> None:
     start = time.perf_counter()
     fast = local_lsi_moments(model, layers, DEFAULT_GRID, batches, mmdet3d_forward,
                              progress=lambda n: stamps.append(time.perf_counter()), sample=SampledR('exact'))
+    exact_r = np.array([layer_curve(row) for row in fast])  # R from the moments: part of the route's cost
     new = time.perf_counter() - start
     new_pass = stamps[len(batches) - 1] - start
     per_layer = [b - a for a, b in zip(stamps[len(batches) - 1:], stamps[len(batches):])]
@@ -168,14 +166,12 @@ def main() -> None:
     diff = _max_rel_diff([[row[k] for k in shared] for row in fast], ref)
 
     nb = len(batches)
-    exact_r = _local_r(fast)
     approx = {}
     for mode in ('sampled', 'auto'):
         start = time.perf_counter()
-        moments = local_lsi_moments(model, layers, DEFAULT_GRID, batches, mmdet3d_forward,
-                                    sample=SampledR(mode, rows=args.rows, levels=args.levels,
-                                                                  share=args.share))
-        approx[mode] = (time.perf_counter() - start, _local_r(moments))
+        curve = local_lsi_curves(model, layers, DEFAULT_GRID, batches, mmdet3d_forward,
+                                 sample=SampledR(mode, rows=args.rows, levels=args.levels, share=args.share))
+        approx[mode] = (time.perf_counter() - start, curve)
     print(f'model {args.model}: {len(layers)} layers ({gram_layers} on the Gram path), '
           f'{sum(lay.numel for lay in layers):,} weights, {nb} calibration batch(es), {torch.get_num_threads()} '
           f'torch thread(s), grid of {len(DEFAULT_GRID)} levels; sampled: {args.rows} rows, >= {args.levels} exact '

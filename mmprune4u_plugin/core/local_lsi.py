@@ -33,7 +33,7 @@ from torch.func import functional_call
 
 from .gram_levels import PatchMoments, layer_level_sums
 from .layers import PrunableLayer, get_weight, module_by_name, module_index
-from .lsi import MomentAccumulator
+from .lsi import MomentAccumulator, pooled_kl_bounds
 from .patch_rows import patch_rows
 from .patches import PatchMap, patch_map
 from .sampled_levels import SampledR, exact_is_cheaper, exact_level_count, sampled_level_sums
@@ -315,4 +315,22 @@ def local_lsi_curves(model: nn.Module, layers: Sequence[PrunableLayer], grid: Se
                      progress: Callable[[int], None] | None = None, sample: SampledR | None = None) -> np.ndarray:
     """[L, K] array: channel-mean LSI-KL bound of each layer's output at each grid level (column 0 is 0)."""
     moments = local_lsi_moments(model, layers, grid, batches, forward_fn, progress, sample=sample)
-    return np.array([[acc.kl_bound() for acc in row] for row in moments], dtype=np.float64)
+    return np.array([layer_curve(row) for row in moments], dtype=np.float64).reshape(len(moments), len(grid))
+
+
+def layer_curve(row: Sequence[MomentAccumulator]) -> list[float]:
+    """R at every level of one layer: the levels that pooled the same dense sums (the Gram and sampled routes) in
+    one batched call, any others one by one."""
+    used = [k for k, acc in enumerate(row) if acc.n > 0]
+    out = [0.0] * len(row)
+    if not used:
+        return out
+    first = row[used[0]]
+    if all(row[k].n == first.n and torch.equal(row[k].s_p, first.s_p) and torch.equal(row[k].ss_p, first.ss_p)
+           for k in used):
+        values = pooled_kl_bounds(first.n, first.s_p, first.ss_p, torch.stack([row[k].s_q for k in used]),
+                                  torch.stack([row[k].ss_q for k in used]))
+        for k, v in zip(used, values.tolist()):
+            out[k] = v
+        return out
+    return [acc.kl_bound() for acc in row]

@@ -118,7 +118,17 @@ class MomentAccumulator:
         """Channel-mean smoothed LSI-KL bound of the pooled moments (0 when nothing was added)."""
         if self.n == 0:
             return 0.0
-        mu_p, mu_q = self.s_p / self.n, self.s_q / self.n
-        var_p = (self.ss_p / self.n - mu_p ** 2).clamp_min(0)
-        var_q = (self.ss_q / self.n - mu_q ** 2).clamp_min(0)
-        return float(smoothed_divergence(mu_q=mu_q, var_q=var_q, mu_p=mu_p, var_p=var_p).mean())
+        return float(pooled_kl_bounds(self.n, self.s_p, self.ss_p, self.s_q[None], self.ss_q[None])[0])
+
+
+def pooled_kl_bounds(n: int, s_p: torch.Tensor, ss_p: torch.Tensor, s_q: torch.Tensor, ss_q: torch.Tensor, *,
+                     kappa: float = SMOOTHING) -> torch.Tensor:
+    """(K,) channel-mean smoothed LSI-KL bounds of K pruned versions (sums ``s_q`` / ``ss_q``, (K, C)) of one dense
+    output (sums ``s_p`` / ``ss_p``, (C,)) over ``n`` rows: :meth:`MomentAccumulator.kl_bound` of every level of a
+    layer in one call (one call per level cost more than measuring the levels)."""
+    mu_p, mu_q = s_p / n, s_q / n
+    var_p = (ss_p / n - mu_p ** 2).clamp_min(0)
+    var_q = (ss_q / n - mu_q ** 2).clamp_min(0)
+    scale = torch.maximum(var_p.mean(), var_q.mean(-1))  # smoothing_variance, per version
+    eps = torch.clamp(scale * kappa, min=ABS_SMOOTHING)[:, None]
+    return lsi_kl_bound(mu_q=mu_q, var_q=var_q + eps, mu_p=mu_p, var_p=var_p + eps).mean(-1)

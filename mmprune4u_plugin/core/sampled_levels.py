@@ -162,16 +162,17 @@ def sampled_level_sums(rows: torch.Tensor, row_weight: torch.Tensor, *, outputs:
     if exact and rows.shape[0]:
         picks = torch.as_tensor(exact)
         removed_w = torch.where(band[None] <= picks[:, None, None], weight.float()[None], 0.0)
-        d = scaled @ removed_w.reshape(-1, weight.shape[1]).T  # (N', levels * C): one product, all levels
-        # sum d^2 / pi - (sum d)^2 / n without the cancellation of float32: centred in place on the kept rows,
-        # sum (d - d̄)^2 / pi, plus (n - sum 1 / pi) d̄^2 (algebraically the same; rows of zeros are never kept and
-        # the second term counts them)
+        # centred products without the cancellation of float32: the rows centred once (P_n - p̄, scaled), so the
+        # product is sqrt(1 / pi_n) (d_n - d̄) at every exact level, and the kept part's output centred likewise;
+        # sum (.)^2 / pi over the kept rows, plus (n - sum 1 / pi) times the mean^2 (the rows of zeros, never kept:
+        # algebraically the plain sum d^2 / pi - (sum d)^2 / n, as the full-row tests check)
+        centred = scaled - root_w[:, None] * (p_sum / n).float()
+        d = (centred @ removed_w.reshape(-1, weight.shape[1]).T).view(rows.shape[0], len(exact), -1)
         d_mean, y_mean = lin[exact] / n, (y_sum - lin[exact]) / n
         unseen = n - row_weight.double().sum()
-        kept_c = (y.repeat(1, len(exact)) - d).addcmul_(root_w[:, None], y_mean.float().view(1, -1), value=-1)
-        q_kept = kept_c.square_().sum(0).double().view_as(y_mean) + unseen * y_mean * y_mean
-        d.addcmul_(root_w[:, None], d_mean.float().view(1, -1), value=-1)
-        q_removed = d.square_().sum(0).double().view_as(d_mean) + unseen * d_mean * d_mean
+        y_c = y - root_w[:, None] * (y_sum / n).float()  # sqrt(1 / pi) (y - ȳ)
+        q_kept = (y_c[:, None] - d).square_().sum(0).double() + unseen * y_mean * y_mean
+        q_removed = d.square_().sum(0).double() + unseen * d_mean * d_mean
         pruned = counts_t > 0
         x, xp = counts_t[pruned].to(torch.float64), counts_t[picks].to(torch.float64)
         removed[pruned] = _interpolate(x, xp, _ratio(q_removed, diag_removed[exact])) * diag_removed[pruned]

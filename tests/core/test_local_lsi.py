@@ -141,3 +141,20 @@ def test_channel_sums_match_a_float64_reference(shape, channel):
     ref_half = torch.stack([x.half().double().sum(dims), x.half().double().square().sum(dims)])
     assert torch.all((half[1] - ref_half[1]).abs() <= 1e-6 * ref_half[1])
     assert torch.equal(local_lsi.channel_sums(x.double(), channel), ref)
+
+
+@pytest.mark.parametrize('name', ['conv2d', 'linear', 'fallback'])
+def test_batched_curve_equals_the_per_level_bounds(name):
+    """local_lsi_curves evaluates a layer's levels in one call (lsi.pooled_kl_bounds): the same R as each level's
+    MomentAccumulator.kl_bound, on the Gram route and on the per-level route (where each level pooled its own
+    dense sums)."""
+    model, layers, batches = build_case(name, torch.float64)
+    moments = local_lsi_moments(model, layers, GRID, batches, call_model)
+    expected = np.array([[acc.kl_bound() for acc in row] for row in moments])
+    assert expected[:, 1:].max() > 0
+    np.testing.assert_allclose(np.array([local_lsi.layer_curve(row) for row in moments]), expected, rtol=1e-12,
+                               atol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        np.testing.assert_allclose(local_lsi_curves(model, layers, GRID, batches, call_model), expected, rtol=1e-12,
+                                   atol=0)
