@@ -1,6 +1,6 @@
-"""tools/compare_modalities.py: the camera branch pretrained on 2D targets (stage 0), the three variants trained
-(stage 1; camera-only and fused load stage 0), then continued / fused from the single-sensor checkpoints (stage 2),
-same seed and budget, each with only its sensors, one table."""
+"""tools/compare_modalities.py: the camera branch pretrained on 2D targets (stage 0), the single-sensor models
+trained side by side (stage 1; camera-only loads stage 0), then continued / the fused model started from both
+(stage 2, a checkpoint every iteration), same seed and budget, each with only its sensors, one table."""
 import json
 import subprocess
 import sys
@@ -21,38 +21,48 @@ def _weights(work_dir) -> set[str]:
 def test_three_variants_trained_evaluated_and_tabled(tmp_path):
     out, data = tmp_path / 'out', tmp_path / 'data'
     cmd = [sys.executable, 'tools/compare_modalities.py', '--work-dir', str(out), '--data-root', str(data),
-           '--num-train', '3', '--num-val', '2', '--iters', '2', '--img-pretrain-iters', '2', '--seed', '3']
+           '--num-train', '3', '--num-val', '2', '--iters', '2', '--img-pretrain-iters', '2', '--seed', '3',
+           '--jobs', '2', '--checkpoint-interval', '1']
     first = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert (data / 'nuscenes_infos_train.pkl').is_file()
 
     table = (out / 'modalities.md').read_text().splitlines()
     names = ['lidar-camera', 'lidar', 'camera']
-    assert [row.split('|')[1].strip() for row in table[2:]] == [f'{n} (stage {s})' for s in (1, 2) for n in names]
+    # stage 2 starts the fused model from the single-sensor ones: no fused stage-1 run (--fused-stage1 adds it)
+    assert [row.split('|')[1].strip() for row in table[2:]] == \
+        ['lidar (stage 1)', 'camera (stage 1)'] + [f'{n} (stage 2)' for n in names]
     summary = json.loads((out / 'modalities.json').read_text())
     assert summary['seed'] == 3 and summary['iters'] == 2 and summary['iters2'] == 2
     assert summary['img_pretrain_iters'] == 2
     for result in summary['results'].values():
         assert 0.0 <= next(v for k, v in result['metrics'].items() if k.endswith('/NDS')) <= 1.0
+    assert summary['checkpoints'] == {
+        **{n: str(out / n / 'iter_2.pth') for n in ('lidar', 'camera')},
+        **{f'stage2_{n}': str(out / f'stage2_{n}' / 'iter_2.pth') for n in names}}
 
-    branches = {name: _weights(out / name) for name in ('lidar-camera', 'lidar', 'camera')}
+    branches = {name: _weights(out / f'stage2_{name}') for name in names}
     camera, lidar = {'img_backbone', 'img_neck', 'view_transform'}, {'pts_middle_encoder'}
     assert camera | lidar <= branches['lidar-camera']
     assert lidar <= branches['lidar'] and not camera & branches['lidar']
     assert camera <= branches['camera'] and not lidar & branches['camera']
-    for name in branches:  # the --iters budget reached each runner; stage 2 starts from stage 1
+    for name in ('lidar', 'camera'):  # the --iters budget reached each runner; stage 2 starts from stage 1
         assert (out / name / 'last_checkpoint').read_text().strip().endswith('iter_2.pth')
-        assert (out / f'stage2_{name}' / 'last_checkpoint').read_text().strip().endswith('iter_2.pth')
-        assert _weights(out / f'stage2_{name}') == branches[name]
+        assert _weights(out / name) == branches[name]
+    for name in names:  # --checkpoint-interval 1: every stage-2 iteration kept (the benchmark's plateau curve)
+        assert sorted(p.name for p in (out / f'stage2_{name}').glob('iter_*.pth')) == ['iter_1.pth', 'iter_2.pth']
+    assert not (out / 'lidar-camera').exists()
     assert f'Load checkpoint from {out / "lidar" / "iter_2.pth"}' in (out / 'stage2_lidar.log').read_text()
     pretrained = torch.load(out / 'img_pretrain.pth', map_location='cpu', weights_only=False)['state_dict']
     assert {k.split('.')[0] for k in pretrained} == camera  # stage 0 holds the camera branch only
-    for name in ('lidar-camera', 'camera'):  # stage 1 of the camera models starts from it, LiDAR-only does not
-        assert f'Load checkpoint from {out / "img_pretrain.pth"}' in (out / f'{name}.log').read_text()
+    assert f'Load checkpoint from {out / "img_pretrain.pth"}' in (out / 'camera.log').read_text()
     assert 'img_pretrain' not in (out / 'lidar.log').read_text()
     assert f'Load checkpoint from {out / "stage2_fused_init.pth"}' in (out / 'stage2_lidar-camera.log').read_text()
+    # side by side: the two stage-1 trainings overlapped in time
+    starts = [first.stdout.index(f'stage 1: train {n} ...') for n in ('lidar', 'camera')]
+    assert max(starts) < min(first.stdout.index(f'stage 1: train {n} done') for n in ('lidar', 'camera'))
 
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert ' done in ' not in again.stdout and 'stale' not in again.stdout  # every stage reused, none rerun
-    assert again.stdout.count(': reused (key ') == 15  # data, stage 0, 6 trainings, 6 evaluations, fused init
+    assert again.stdout.count(': reused (key ') == 13  # data, stage 0, 5 trainings, 5 evaluations, fused init
