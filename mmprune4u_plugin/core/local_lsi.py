@@ -68,15 +68,16 @@ def pruned_copy(weight: torch.Tensor, order: torch.Tensor, sparsity: float) -> t
 SUM_BLOCK = 512  # output rows summed in float32 before the float64 accumulation (channel_sums)
 
 
-def channel_sums(out: torch.Tensor, channel: int) -> torch.Tensor:
-    """(2, C) float64: per channel, the sum and the sum of squares of ``out`` over every other dim.
+def channel_sums(out: torch.Tensor, channel: int, precise: bool = False) -> torch.Tensor:
+    """(2, C) float64: per channel, the sum and the sum of squares of ``out`` over every other dim (``precise``:
+    accumulated in float64, for the exact route, whose pruned sums subtract from these).
 
     A channel's values along contiguous trailing dims, or in blocks of ``SUM_BLOCK`` rows of a (rows, C) output, are
     summed in float32 (rounding ~1e-7 relative, checked in tests/core/test_local_lsi.py), those sums in float64: as
     exact as a float64 accumulation for what R resolves, ~4x faster, and without a float64 copy of the output."""
-    if out.dtype == torch.float64:
+    if precise or out.dtype == torch.float64:
         dims = [i for i in range(out.dim()) if i != channel]
-        return torch.stack([out.sum(dims), (out * out).sum(dims)])
+        return torch.stack([out.sum(dims, dtype=torch.float64), (out * out).sum(dims, dtype=torch.float64)])
     out = out.float()  # a no-op for float32; half precision would round the block sums
     if channel == out.dim() - 1:  # (rows, C), e.g. sparse features: blocks of rows
         flat = out.reshape(-1, out.shape[-1])
@@ -197,9 +198,9 @@ class _LayerProbe:
         prob = (self.rate * norms.double()).clamp(max=1.0) if math.isfinite(self.rate) else (norms > 0).double()
         keep = (torch.rand(prob.shape, generator=self.gen, dtype=torch.float64) < prob).nonzero()[:, 0]
         if keep.numel():
-            self.sampled.append(gather(keep).to(torch.float32))
+            self.sampled.append(gather(keep).detach())  # in the output's precision (sampled_level_sums casts)
             self.row_weight.append(1.0 / prob[keep])
-            self.sampled_out.append(by_row[torch.unravel_index(keep, by_row.shape[:-1])].to(torch.float32))
+            self.sampled_out.append(by_row[torch.unravel_index(keep, by_row.shape[:-1])])
         self._add_dense(dense)
         return True
 
@@ -209,10 +210,13 @@ class _LayerProbe:
         return rows.float().square().sum((0, 2)), lambda idx: rows[:, idx]
 
     def _add_dense(self, dense: torch.Tensor) -> None:
-        """Exact per-channel sum and sum of squares of the dense output (:func:`channel_sums`)."""
+        """Exact per-channel sum and sum of squares of the dense output (:func:`channel_sums`; accumulated in float64
+        on the exact route and for a layer that keeps every row: their pruned sums are these minus terms that can
+        nearly cancel them)."""
         out = dense.detach()
         channel = self._channel_dim(out) % out.dim()
-        sums = channel_sums(out, channel)
+        few_rows = self.rate is not None and math.isinf(self.rate)  # every row kept: small, and maybe exact
+        sums = channel_sums(out, channel, precise=self.sample is None or few_rows)
         self.dense = sums if self.dense is None else self.dense + sums
         self.n += out.numel() // max(1, out.shape[channel])
 
@@ -235,12 +239,14 @@ class _LayerProbe:
         rows = torch.cat(self.sampled, 1) if self.sampled else weight.new_zeros(groups, 0, dim)
         row_weight = torch.cat(self.row_weight) if self.row_weight else torch.zeros(0, dtype=torch.float64)
         outputs = torch.cat(self.sampled_out) if self.sampled_out else weight.new_zeros(0, groups * per_group)
+        pruned_levels = sum(c > 0 for c in counts)
         levels = exact_level_count(self.sample, rows=self.n, kept=rows.shape[1], weights=self.weight.numel(),
-                                   num_levels=sum(c > 0 for c in counts))
+                                   num_levels=pruned_levels)
+        precise = self.rate is not None and math.isinf(self.rate) and levels >= pruned_levels  # = the exact route
         part = [slice(g * per_group, (g + 1) * per_group) for g in range(groups)]
         terms = [sampled_level_sums(rows[g], row_weight, outputs=outputs[:, part[g]], weight=weight[g],
                                     bias=bias[part[g]], rank=rank[g], counts=counts, levels=levels, numel=self.weight.numel(), n=self.n,
-                                    dense=self.dense[:, part[g]]) for g in range(groups)]
+                                    dense=self.dense[:, part[g]], precise=precise) for g in range(groups)]
         return torch.cat([t[0] for t in terms], 1), torch.cat([t[1] for t in terms], 1)
 
     def finish(self) -> list[MomentAccumulator]:

@@ -113,7 +113,7 @@ def _interpolate(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.T
 
 def sampled_level_sums(rows: torch.Tensor, row_weight: torch.Tensor, *, outputs: torch.Tensor, weight: torch.Tensor,
                        bias: torch.Tensor, rank: torch.Tensor, counts: Sequence[int], levels: int, numel: int,
-                       n: int, dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                       n: int, dense: torch.Tensor, precise: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(s_q, ss_q), each (len(counts), C) float64: sum and sum of squares of the pruned output over all ``n`` rows.
 
     ``rows`` were kept with probabilities pi (``row_weight`` = 1 / pi; rows of zeros, never kept, add nothing to
@@ -137,19 +137,22 @@ def sampled_level_sums(rows: torch.Tensor, row_weight: torch.Tensor, *, outputs:
         levels: How many levels get the exact quadratic terms.
         n: Rows of the whole calibration output.
         dense: (2, C) exact sum and sum of squares of the dense output over the ``n`` rows.
+        precise: Products in float64 (for a layer whose every row is kept and every level exact: then this is the
+            exact route, to float64 rounding).
     """
-    # Products and the centred sums of squares over the kept rows in float32 (their rounding, ~1e-6 relative, is far
-    # below the sampling noise), everything else in float64. Rows are scaled by sqrt(1 / pi), so that
+    # Products and the centred sums of squares over the kept rows in float32 unless ``precise`` (their rounding,
+    # ~1e-6 relative, is far below the sampling noise), everything else in float64. Rows are scaled by sqrt(1 / pi), so that
     # sum_n (.)^2 / pi_n is a plain sum of squares.
     w, num_levels = weight.to(torch.float64), len(counts)
-    root_w = row_weight.float().sqrt()
-    scaled = rows.float() * root_w[:, None]
+    work = torch.float64 if precise else torch.float32
+    root_w = row_weight.to(work).sqrt()
+    scaled = rows.to(work) * root_w[:, None]
     counts_t = torch.as_tensor(counts, dtype=torch.long)
     band = level_bands(rank, counts)  # == num_levels: never removed
     s_p, ss_p = dense.to(torch.float64)
     y_sum = s_p - n * bias.to(torch.float64)  # sum of w . P over all rows (exact)
     p_sum = (root_w @ scaled).double()  # sum_n P_n / pi_n
-    y = (outputs.float() - bias.float()) * root_w[:, None]  # sqrt(1 / pi) w . P
+    y = (outputs.to(work) - bias.to(work)) * root_w[:, None]  # sqrt(1 / pi) w . P
     lin = _level_sums(w * p_sum, band, num_levels)  # sum d
     cov = _level_sums(w * (y.T @ scaled).double(), band, num_levels) - y_sum * lin / n  # sum (y - ȳ)(d - d̄)
     # the inputs' centred scatter, diagonal
@@ -161,16 +164,16 @@ def sampled_level_sums(rows: torch.Tensor, row_weight: torch.Tensor, *, outputs:
     removed, kept = torch.zeros(2, num_levels, w.shape[0], dtype=torch.float64)
     if exact and rows.shape[0]:
         picks = torch.as_tensor(exact)
-        removed_w = torch.where(band[None] <= picks[:, None, None], weight.float()[None], 0.0)
+        removed_w = torch.where(band[None] <= picks[:, None, None], weight.to(work)[None], 0.0)
         # centred products without the cancellation of float32: the rows centred once (P_n - p̄, scaled), so the
         # product is sqrt(1 / pi_n) (d_n - d̄) at every exact level, and the kept part's output centred likewise;
         # sum (.)^2 / pi over the kept rows, plus (n - sum 1 / pi) times the mean^2 (the rows of zeros, never kept:
         # algebraically the plain sum d^2 / pi - (sum d)^2 / n, as the full-row tests check)
-        centred = scaled - root_w[:, None] * (p_sum / n).float()
+        centred = scaled - root_w[:, None] * (p_sum / n).to(work)
         d = (centred @ removed_w.reshape(-1, weight.shape[1]).T).view(rows.shape[0], len(exact), -1)
         d_mean, y_mean = lin[exact] / n, (y_sum - lin[exact]) / n
         unseen = n - row_weight.double().sum()
-        y_c = y - root_w[:, None] * (y_sum / n).float()  # sqrt(1 / pi) (y - ȳ)
+        y_c = y - root_w[:, None] * (y_sum / n).to(work)  # sqrt(1 / pi) (y - ȳ)
         q_kept = (y_c[:, None] - d).square_().sum(0).double() + unseen * y_mean * y_mean
         q_removed = d.square_().sum(0).double() + unseen * d_mean * d_mean
         pruned = counts_t > 0
