@@ -355,3 +355,19 @@ def test_dense_recipe_result_names_the_fused_checkpoints_and_the_references(tmp_
     monkeypatch.setattr(subprocess, 'run', lambda cmd, **kw: subprocess.CompletedProcess(cmd, 3))
     with pytest.raises(RuntimeError, match='compare_modalities.py failed \\(exit 3\\)'):
         ex._run_dense_recipe(ex.recipe_args(), out)
+
+
+def test_reference_cells_skip_the_sparsity_report(tmp_path, monkeypatch):
+    """The fused model's modality patterns name a group the single-sensor model lacks: its (dense) evaluation asks
+    for metrics only."""
+    pytest.importorskip('mmdet3d')
+    from _bench.execute import RealExecutor
+    demo = str(REPO / 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py')
+    lidar = str(REPO / 'configs/demo/bevfusion-lite_tiny_lidar_demo_synthetic-nus.py')
+    p = small_plan(config=demo, robustness=dict(ROBUST, references=dict(lidar=dict(config=lidar, checkpoint='l.pth'))))
+    ex = RealExecutor(p, demo, tmp_path, checkpoint='dense.pth')
+    calls = []
+    monkeypatch.setattr(ex, 'evaluate', lambda cfg, ckpt, out, **kw: calls.append((ckpt, kw)) or {'metrics': {}})
+    cell = Cell('reference', sensor='lidar', split='test')
+    ex._run_reference(cell, tmp_path, ex.job(cell, {}), {})
+    assert calls == [('l.pth', {'sparsity': False})]

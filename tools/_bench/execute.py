@@ -262,7 +262,10 @@ class RealExecutor:
     def _run_dense_eval(self, cell, out, job, results) -> dict:
         return self.evaluate_all(job, job['files']['checkpoint'], out)
 
-    _run_reference = _run_dense_eval
+    def _run_reference(self, cell, out, job, results) -> dict:
+        """A single-sensor model, dense, evaluated clean: no sparsity report (the plan's modality patterns are the
+        fused model's; one sensor's group is absent from it)."""
+        return self.evaluate(job['configs']['test'], job['files']['checkpoint'], out, sparsity=False)
 
     def _run_curves(self, cell, out, job, results) -> dict:
         from mmprune4u_plugin.core.curves import DistortionCurves
