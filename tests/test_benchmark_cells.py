@@ -371,3 +371,29 @@ def test_reference_cells_skip_the_sparsity_report(tmp_path, monkeypatch):
     cell = Cell('reference', sensor='lidar', split='test')
     ex._run_reference(cell, tmp_path, ex.job(cell, {}), {})
     assert calls == [('l.pth', {'sparsity': False})]
+
+
+def test_partial_report_reuses_fresh_cells_and_runs_nothing(tmp_path):
+    """run=False (tools/benchmark.py --report-partial, while a run is under way): fresh stored cells are reported,
+    the others are 'missing' (stale ones too), nothing runs and nothing is written."""
+    cells = [Cell('dense_train'), Cell('oneshot', method='global', sparsity=0.5, split='test'), Cell('costs')]
+    run(tmp_path, FakeExecutor(), cells[:2])
+    store = CellStore(tmp_path)
+    lazy = FakeExecutor(inputs={'oneshot/global/s50/seed-free/test': 'v2'})
+    results = run_cells(cells, store, lazy, Progress(cells, store, {}, write=lambda line: None), run=False)
+    assert lazy.ran == []
+    assert [results[c.id]['status'] for c in cells] == ['done', 'missing', 'missing']
+    assert not (tmp_path / 'cells' / 'costs').exists()
+    assert json.loads((tmp_path / 'cells' / 'oneshot' / 'global' / 's50' / 'seed-free' / 'test' / 'result.json')
+                      .read_text())['key'].endswith(':v1')  # the stale cell is left for the run to redo
+
+
+def test_partial_report_says_so():
+    from _bench import markdown, report
+    p = small_plan()
+    cells = {c.id: dict(status='missing', cell=c.spec(), error='not run yet') for c in expand(p, train_dense=False)}
+    cells['dense_eval/val'] = dict(status='done', cell=Cell('dense_eval', split='val').spec(),
+                                   result=dict(metrics=dict(NDS=0.4, mAP=0.39)))
+    meta = dict(command='c', date='d', machine='m', config='c.py', checkpoint='x', plan=p.__dict__)
+    text = markdown.render(meta, report.figures(cells, p), {})
+    assert f'**Partial report**: 1 of {len(cells)} cells have run' in text and '**Failed cells**' not in text

@@ -43,6 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--work-dir', help='cells, curves and the json (default: work_dirs/<plan name>)')
     parser.add_argument('--docs', help='markdown report to write (default: the plan\'s `docs`)')
     parser.add_argument('--report-only', action='store_true', help='rebuild the report from the json, run nothing')
+    parser.add_argument('--report-partial', action='store_true',
+                        help='report the cells that have run (fresh keys only), run nothing: while a run is under way')
     parser.add_argument('--keep-checkpoints', action='store_true', help='keep pruned / finetuned checkpoints')
     return parser.parse_args(argv)
 
@@ -162,9 +164,14 @@ def main(argv=None) -> None:
     store = CellStore(work)
     print(f'[benchmark] {len(cells)} cells; work dir {work}', flush=True)
     progress = Progress(cells, store, default_seconds(plan), timing=plan.timing_class)
-    results = run_cells(cells, store, executor, progress)
+    results = run_cells(cells, store, executor, progress, run=not args.report_partial)
     meta.update(hours=(time.time() - start) / 3600,
                 cell_hours=sum(r.get('seconds', 0) for r in results.values()) / 3600)
+    if args.report_partial:
+        json_path = write_outputs(meta, results, plan, docs)
+        done = sum(r.get('status') == 'done' for r in results.values())
+        print(f'[benchmark] partial report of {done} / {len(cells)} cells: {json_path} and {docs}', flush=True)
+        return
     json_path = write_outputs(meta, results, plan, docs)
     failed = [k for k, r in results.items() if r.get('status') != 'done']
     print(f'[benchmark] wrote {json_path} and {docs}' + (f'; {len(failed)} cell(s) failed: {failed}' if failed

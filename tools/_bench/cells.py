@@ -121,15 +121,18 @@ def fmt_duration(seconds: float) -> str:
 
 
 def run_cells(cells: Sequence[Cell], store: CellStore, executor: Executor, progress: Progress,
-              clock: Callable[[], float] = time.time) -> dict[str, dict]:
-    """Run (or reuse) every cell in order; returns ``{cell id: record}`` of all cells, failed ones included."""
+              clock: Callable[[], float] = time.time, *, run: bool = True) -> dict[str, dict]:
+    """Run (or reuse) every cell in order; returns ``{cell id: record}`` of all cells, failed ones included.
+    ``run=False``: reuse only (a partial report while a run is under way): a cell without a fresh stored result is
+    recorded as ``missing``."""
     results: dict[str, dict] = {}
     for index, cell in enumerate(cells):
         try:
             key = executor.key(cell, results)
         except MissingInput as err:
-            results[cell.id] = dict(status='failed', cell=cell.spec(), error=f'not run: {err}')
-            progress.report(index, cell, f'not run ({err})')
+            results[cell.id] = dict(status='failed' if run else 'missing', cell=cell.spec(), error=f'not run: {err}')
+            if run:
+                progress.report(index, cell, f'not run ({err})')
             continue
         record = store.fresh(cell, key)
         if record is not None and not getattr(executor, 'valid', lambda c, r: True)(cell, record):
@@ -137,6 +140,9 @@ def run_cells(cells: Sequence[Cell], store: CellStore, executor: Executor, progr
         if record is not None:
             results[cell.id] = record
             progress.report(index, cell, f'cached (key {key[:12]} matches), skipped')
+            continue
+        if not run:
+            results[cell.id] = dict(status='missing', cell=cell.spec(), error='not run yet')
             continue
         folder = store.folder(cell)
         stale = folder.exists()

@@ -179,9 +179,12 @@ def render(meta: dict, fig: dict, plots: dict[str, str]) -> str:
            f'every table below on **test** (another generated set), except the β sweep.']
     if fig['cut']:
         out += ['- Cut from the full protocol: ' + '; '.join(fig['cut']) + '.']
+    if fig.get('missing'):
+        out += ['', f'**Partial report**: {fig["done"]} of {fig["done"] + len(fig["missing"]) + len(fig["failed"])} '
+                'cells have run; the rest (e.g. `' + '`, `'.join(fig['missing'][:3]) + '`) have not, so tables and '
+                'verdicts below cover what has (fewer seeds or rows, or none).']
     if fig['failed']:
-        out += ['', '**Failed or missing cells** (their rows show fewer seeds):', '',
-                *[f'- `{f}`' for f in fig['failed']]]
+        out += ['', '**Failed cells** (their rows show fewer seeds):', '', *[f'- `{f}`' for f in fig['failed']]]
     d = fig['dense']
     out += ['', '## Dense model', '']
     if d['curve']:

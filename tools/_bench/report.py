@@ -197,4 +197,6 @@ def figures(cells: dict[str, dict], plan: Plan) -> dict:
                   'finetune': {k: verdicts(v) for k, v in finetune.items()}},
         beta=beta_figures(cells, plan), additivity=additivity_figures(cells, plan), costs=costs,
         sizes=size_figures(cells, plan), cut=cut_statement(plan), robustness=robustness_figures(cells, plan),
-        failed=sorted(f'{k}: {r.get("error", "")}' for k, r in cells.items() if r.get('status') != 'done'))
+        failed=sorted(f'{k}: {r.get("error", "")}' for k, r in cells.items() if r.get('status') == 'failed'),
+        missing=sorted(k for k, r in cells.items() if r.get('status') == 'missing'),
+        done=sum(r.get('status') == 'done' for r in cells.values()))
