@@ -310,6 +310,9 @@ def test_dense_recipe_runs_compare_modalities_and_feeds_its_models_to_later_cell
     assert job['extra']['recipe'] == ['--work-dir', 'work_dirs/recipe_test', '--iters', '6', '--iters2',
                                       '4', '--img-pretrain-iters', '3', '--seed', '5', '--checkpoint-interval', '2',
                                       '--jobs', '2']
+    dropout = RealExecutor(small_plan(config=demo, dense=dict(RECIPE, lidar_dropout=True), robustness=refs), demo,
+                           tmp_path)
+    assert dropout.job(Cell('dense_train'), {})['extra']['recipe'][-1] == '--lidar-dropout'
     assert sorted(job['extra']['recipe_code']) == sorted(RECIPE_FILES)
     key = ex.key(Cell('dense_train'), {})
     ex.digest = lambda path: 'edited' if Path(path).name == 'compare_modalities.py' else f'digest of {Path(path).name}'

@@ -1,6 +1,8 @@
 """Cost of the layer-local regulariser R on an mmdet3d model: sampled, auto, exact (Gram) and per-level routes.
 
-Prints the time of one calibration forward; of the sampled and auto routes (``local_r``, sampled_levels.py) with
+Prints the time of one calibration forward (the network up to the task taps, where the curve estimators stop their
+passes; a detector's NMS after them is timed apart: on random weights it is most of BEVFusion-Lite's predict pass); of
+the sampled and auto routes (``local_r``, sampled_levels.py) with
 the error of their R against the exact route (relative error over every layer and level where exact R > 1e-6,
 and the Spearman correlation of those layers' R at 50 / 70 / 90%); of the exact Gram path at the default grid
 (100 levels), split into the calibration pass and the level sums of each layer; and of the per-level path (every
@@ -128,7 +130,8 @@ def main() -> None:
     from mmprune4u_plugin.core.local_lsi import layer_curve, local_lsi_curves, local_lsi_moments
     from mmprune4u_plugin.core.patches import patch_map
     from mmprune4u_plugin.core.sampled_levels import SampledR
-    from mmprune4u_plugin.hooks.calibration import mmdet3d_forward
+    from mmprune4u_plugin.core.taps import TapRecorder, run_to_taps
+    from mmprune4u_plugin.hooks.calibration import default_task_taps, mmdet3d_forward
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -136,17 +139,24 @@ def main() -> None:
     model, batches = _build(args.model, args.points, args.batches)
     layers = find_prunable_layers(model)
     gram_layers = sum(patch_map(module_by_name(model, lay.runner), lay) is not None for lay in layers)
+    taps = default_task_taps(model)
     with torch.no_grad():
         mmdet3d_forward(model, batches[0])  # warm-up
         start = time.perf_counter()
         for batch in batches:
             mmdet3d_forward(model, batch)
-        forward = (time.perf_counter() - start) / len(batches)
+        predict = (time.perf_counter() - start) / len(batches)
+        with TapRecorder(model, {str(i): tap for i, tap in enumerate(taps)}) as recorder:
+            start = time.perf_counter()
+            for batch in batches:
+                run_to_taps(model, mmdet3d_forward, batch, recorder)
+            forward = (time.perf_counter() - start) / len(batches)
 
     stamps = []
     start = time.perf_counter()
     fast = local_lsi_moments(model, layers, DEFAULT_GRID, batches, mmdet3d_forward,
-                             progress=lambda n: stamps.append(time.perf_counter()), sample=SampledR('exact'))
+                             progress=lambda n: stamps.append(time.perf_counter()), sample=SampledR('exact'),
+                             stop_at=taps)
     exact_r = np.array([layer_curve(row) for row in fast])  # R from the moments: part of the route's cost
     new = time.perf_counter() - start
     new_pass = stamps[len(batches) - 1] - start
@@ -154,10 +164,10 @@ def main() -> None:
 
     old_grid = (0.0, 0.3, *args.old_levels)
     start = time.perf_counter()
-    local_lsi_moments(model, layers, old_grid[:2], batches, mmdet3d_forward, use_gram=False)
+    local_lsi_moments(model, layers, old_grid[:2], batches, mmdet3d_forward, use_gram=False, stop_at=taps)
     old_one = time.perf_counter() - start
     start = time.perf_counter()
-    ref = local_lsi_moments(model, layers, old_grid, batches, mmdet3d_forward, use_gram=False)
+    ref = local_lsi_moments(model, layers, old_grid, batches, mmdet3d_forward, use_gram=False, stop_at=taps)
     old_measured = time.perf_counter() - start
     per_level = max(0.0, old_measured - old_one) / len(args.old_levels)
     levels = sum(1 for s in DEFAULT_GRID if s > 0)
@@ -170,13 +180,15 @@ def main() -> None:
     for mode in ('sampled', 'auto'):
         start = time.perf_counter()
         curve = local_lsi_curves(model, layers, DEFAULT_GRID, batches, mmdet3d_forward,
-                                 sample=SampledR(mode, rows=args.rows, levels=args.levels, share=args.share))
+                                 sample=SampledR(mode, rows=args.rows, levels=args.levels, share=args.share),
+                                 stop_at=taps)
         approx[mode] = (time.perf_counter() - start, curve)
     print(f'model {args.model}: {len(layers)} layers ({gram_layers} on the Gram path), '
           f'{sum(lay.numel for lay in layers):,} weights, {nb} calibration batch(es), {torch.get_num_threads()} '
           f'torch thread(s), grid of {len(DEFAULT_GRID)} levels; sampled: {args.rows} rows, >= {args.levels} exact '
           f'levels, share {args.share}')
-    print(f'one calibration forward            {forward:9.1f} s')
+    print(f'one calibration forward            {forward:9.2f} s  (to the task taps; the whole predict pass with '
+          f'post-processing: {predict:.2f} s)')
     for mode, (secs, r) in approx.items():
         print(f'{mode:7s} route, 100 levels          {secs:9.1f} s  = {secs / (forward * nb):6.2f} x the calibration '
               f'forwards; R vs exact: {_r_error(r, exact_r)}')

@@ -217,6 +217,7 @@ def measure_curves(model: nn.Module, layers: Sequence[PrunableLayer], batches: S
                                             num_probes=num_probes, progress=tick('fisher curves', len(batches)))
             down = {}
         local = local_lsi_curves(model, layers, grid_arr, batches, forward_fn,
-                                 progress=tick('layer-local LSI', len(batches) + len(layers)), sample=local_r)
+                                 progress=tick('layer-local LSI', len(batches) + len(layers)), sample=local_r,
+                                 stop_at=task_taps)
     return DistortionCurves([lay.name for lay in layers], [lay.modality for lay in layers],
                             [lay.numel for lay in layers], grid_arr, task, local, down, est, stats)

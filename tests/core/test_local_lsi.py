@@ -158,3 +158,37 @@ def test_batched_curve_equals_the_per_level_bounds(name):
         warnings.simplefilter('ignore')
         np.testing.assert_allclose(local_lsi_curves(model, layers, GRID, batches, call_model), expected, rtol=1e-12,
                                    atol=0)
+
+
+class _DetectorLike(nn.Module):
+    """backbone -> head (the task tap's module) -> post-processing that counts its calls; ``late`` runs after."""
+
+    def __init__(self, late: bool = False) -> None:
+        super().__init__()
+        self.backbone = nn.Linear(4, 6)
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(6, 3))
+        self.late = nn.Linear(3, 2) if late else None
+        self.post_calls = 0
+
+    def forward(self, x):
+        out = self.head(self.backbone(x))
+        self.post_calls += 1  # NMS stands here: R needs none of it
+        return self.late(out) if self.late is not None else out
+
+
+@pytest.mark.parametrize('late', [False, True])
+def test_stop_at_task_taps_skips_post_processing_and_keeps_r(late):
+    from mmprune4u_plugin.core.taps import Tap
+    torch.manual_seed(0)
+    model = _DetectorLike(late).double()
+    layers = find_prunable_layers(model)
+    batches = [torch.randn(5, 4, dtype=torch.float64) for _ in range(3)]
+    full = local_lsi_curves(model, layers, GRID, batches, call_model)
+    assert model.post_calls == 3
+    model.post_calls = 0
+    stopped = local_lsi_curves(model, layers, GRID, batches, call_model,
+                               stop_at=[Tap('head', 'input'), Tap('head', 'output')])
+    # stopped after the head in every pass; a layer after the tap keeps the pass going to its end
+    assert model.post_calls == (3 if late else 0)
+    np.testing.assert_array_equal(stopped, full)
+    assert np.all(stopped[:, -1] > 0)

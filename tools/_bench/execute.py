@@ -29,7 +29,8 @@ CORRUPTED = 'test@'  # job config name prefix of an evaluation under a corruptio
 DENSE_KINDS = ('dense_train', 'dense_eval', 'reference')  # cells of the dense / reference models: no pruner runs
 # what dense.recipe='modalities' runs (tools/compare_modalities.py and the CLIs it calls)
 RECIPE_FILES = ('tools/compare_modalities.py', 'tools/_stages.py', 'tools/train.py', 'tools/test.py',
-                'tools/pretrain_image_backbone.py', 'tools/init_fused_from_single.py')
+                'tools/pretrain_image_backbone.py', 'tools/init_fused_from_single.py',
+                'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus_lidar-dropout.py')
 
 
 @contextlib.contextmanager
@@ -231,7 +232,8 @@ class RealExecutor:
         work = d.get('work_dir') or str(self.work / 'dense_modalities')
         return ['--work-dir', str(work), '--iters', str(int(d['iters'])), '--iters2', str(int(d['iters2'])),
                 '--img-pretrain-iters', str(int(d.get('img_pretrain_iters', 600))),
-                '--seed', str(int(d.get('seed', 0))), '--checkpoint-interval', str(int(d['eval_every'])), '--jobs', str(int(d.get('jobs', 1)))]
+                '--seed', str(int(d.get('seed', 0))), '--checkpoint-interval', str(int(d['eval_every'])),
+                '--jobs', str(int(d.get('jobs', 1))), *(['--lidar-dropout'] if d.get('lidar_dropout') else [])]
 
     def _run_dense_train(self, cell, out, job, results) -> dict:
         if 'recipe' in job['extra']:
