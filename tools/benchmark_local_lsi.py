@@ -13,7 +13,7 @@ the exact and per-level paths give the same moments on the levels measured by bo
 timings on a shared machine are noisy: the load average is printed with them.
 
     python tools/benchmark_local_lsi.py [--model second|bevfusion-lite|pointpillars] [--points 20000]
-        [--batches 1] [--old-levels 0.5 0.9] [--threads N] [--rows 1024] [--levels 8] [--share 0.5]
+        [--batches 1] [--old-levels 0.5 0.9] [--threads N] [--repeats 3] [--rows 1024] [--levels 8] [--share 0.5]
 
 ``second`` is mmdet3d's own SECOND config (KITTI car, full size, random weights) on synthetic points;
 ``bevfusion-lite`` is this project's tiny LiDAR-camera config on the real nuScenes sample (../shared/data).
@@ -114,6 +114,8 @@ def main() -> None:
     parser.add_argument('--batches', type=int, default=1)
     parser.add_argument('--old-levels', type=float, nargs='+', default=[0.5, 0.9, 0.99])
     parser.add_argument('--threads', type=int, default=None, help='torch threads (default: torch default)')
+    parser.add_argument('--repeats', type=int, default=3,
+                        help='the forward and the sampled / auto routes: the least time of this many runs')
     defaults = _sampled_defaults()
     parser.add_argument('--rows', type=int, default=defaults.rows, help='sampled rows per layer (local_r rows)')
     parser.add_argument('--levels', type=int, default=defaults.levels,
@@ -140,17 +142,21 @@ def main() -> None:
     layers = find_prunable_layers(model)
     gram_layers = sum(patch_map(module_by_name(model, lay.runner), lay) is not None for lay in layers)
     taps = default_task_taps(model)
+    def best_of(run) -> float:
+        """Least time of ``--repeats`` runs (CPU timings on a shared machine only ever err upwards)."""
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
     with torch.no_grad():
         mmdet3d_forward(model, batches[0])  # warm-up
-        start = time.perf_counter()
-        for batch in batches:
-            mmdet3d_forward(model, batch)
-        predict = (time.perf_counter() - start) / len(batches)
+        predict = best_of(lambda: [mmdet3d_forward(model, batch) for batch in batches]) / len(batches)
         with TapRecorder(model, {str(i): tap for i, tap in enumerate(taps)}) as recorder:
-            start = time.perf_counter()
-            for batch in batches:
-                run_to_taps(model, mmdet3d_forward, batch, recorder)
-            forward = (time.perf_counter() - start) / len(batches)
+            forward = best_of(lambda: [run_to_taps(model, mmdet3d_forward, batch, recorder)
+                                       for batch in batches]) / len(batches)
 
     stamps = []
     start = time.perf_counter()
@@ -178,11 +184,11 @@ def main() -> None:
     nb = len(batches)
     approx = {}
     for mode in ('sampled', 'auto'):
-        start = time.perf_counter()
-        curve = local_lsi_curves(model, layers, DEFAULT_GRID, batches, mmdet3d_forward,
-                                 sample=SampledR(mode, rows=args.rows, levels=args.levels, share=args.share),
-                                 stop_at=taps)
-        approx[mode] = (time.perf_counter() - start, curve)
+        route = SampledR(mode, rows=args.rows, levels=args.levels, share=args.share)
+        curve = local_lsi_curves(model, layers, DEFAULT_GRID, batches, mmdet3d_forward, sample=route, stop_at=taps)
+        secs = best_of(lambda: local_lsi_curves(model, layers, DEFAULT_GRID, batches, mmdet3d_forward, sample=route,
+                                                stop_at=taps))
+        approx[mode] = (secs, curve)
     print(f'model {args.model}: {len(layers)} layers ({gram_layers} on the Gram path), '
           f'{sum(lay.numel for lay in layers):,} weights, {nb} calibration batch(es), {torch.get_num_threads()} '
           f'torch thread(s), grid of {len(DEFAULT_GRID)} levels; sampled: {args.rows} rows, >= {args.levels} exact '
