@@ -4,11 +4,14 @@ trained side by side (stage 1; camera-only loads stage 0), then continued / the 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from zoo import REPO
+
+LIDAR_DROPOUT = 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus_lidar-dropout.py'
 
 pytest.importorskip('mmdet3d')
 
@@ -22,7 +25,7 @@ def test_three_variants_trained_evaluated_and_tabled(tmp_path):
     out, data = tmp_path / 'out', tmp_path / 'data'
     cmd = [sys.executable, 'tools/compare_modalities.py', '--work-dir', str(out), '--data-root', str(data),
            '--num-train', '3', '--num-val', '2', '--iters', '2', '--img-pretrain-iters', '2', '--seed', '3',
-           '--jobs', '2', '--checkpoint-interval', '1']
+           '--jobs', '2', '--checkpoint-interval', '1', '--lidar-dropout']
     first = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert (data / 'nuscenes_infos_train.pkl').is_file()
@@ -35,6 +38,12 @@ def test_three_variants_trained_evaluated_and_tabled(tmp_path):
     summary = json.loads((out / 'modalities.json').read_text())
     assert summary['seed'] == 3 and summary['iters'] == 2 and summary['iters2'] == 2
     assert summary['img_pretrain_iters'] == 2
+    # --lidar-dropout: the fused stage 2 trains with LiDAR dropped from 1/4 of its samples; the others as before
+    assert summary['lidar_dropout'] is True
+    assert summary['stage2_configs'] == {**summary['configs'], 'lidar-camera': LIDAR_DROPOUT}
+    dumped = (out / 'stage2_lidar-camera' / Path(LIDAR_DROPOUT).name).read_text()
+    assert "type='LidarAbsent'" in dumped and 'prob=0.25' in dumped
+    assert 'LidarAbsent' not in (out / 'stage2_lidar' / Path(summary['configs']['lidar']).name).read_text()
     for result in summary['results'].values():
         assert 0.0 <= next(v for k, v in result['metrics'].items() if k.endswith('/NDS')) <= 1.0
     assert summary['checkpoints'] == {
