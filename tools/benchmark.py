@@ -167,12 +167,11 @@ def main(argv=None) -> None:
     results = run_cells(cells, store, executor, progress, run=not args.report_partial)
     meta.update(hours=(time.time() - start) / 3600,
                 cell_hours=sum(r.get('seconds', 0) for r in results.values()) / 3600)
+    json_path = write_outputs(meta, results, plan, docs)
     if args.report_partial:
-        json_path = write_outputs(meta, results, plan, docs)
         done = sum(r.get('status') == 'done' for r in results.values())
         print(f'[benchmark] partial report of {done} / {len(cells)} cells: {json_path} and {docs}', flush=True)
         return
-    json_path = write_outputs(meta, results, plan, docs)
     failed = [k for k, r in results.items() if r.get('status') != 'done']
     print(f'[benchmark] wrote {json_path} and {docs}' + (f'; {len(failed)} cell(s) failed: {failed}' if failed
                                                          else ''), flush=True)

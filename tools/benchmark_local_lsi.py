@@ -142,21 +142,22 @@ def main() -> None:
     layers = find_prunable_layers(model)
     gram_layers = sum(patch_map(module_by_name(model, lay.runner), lay) is not None for lay in layers)
     taps = default_task_taps(model)
-    def best_of(run) -> float:
-        """Least time of ``--repeats`` runs (CPU timings on a shared machine only ever err upwards)."""
+    def best_of(run):
+        """(least time of ``--repeats`` runs, the last run's result): CPU timings on a shared machine only ever err
+        upwards."""
         times = []
         for _ in range(args.repeats):
             start = time.perf_counter()
-            run()
+            result = run()
             times.append(time.perf_counter() - start)
-        return min(times)
+        return min(times), result
 
     with torch.no_grad():
         mmdet3d_forward(model, batches[0])  # warm-up
-        predict = best_of(lambda: [mmdet3d_forward(model, batch) for batch in batches]) / len(batches)
+        predict = best_of(lambda: [mmdet3d_forward(model, batch) for batch in batches])[0] / len(batches)
         with TapRecorder(model, {str(i): tap for i, tap in enumerate(taps)}) as recorder:
             forward = best_of(lambda: [run_to_taps(model, mmdet3d_forward, batch, recorder)
-                                       for batch in batches]) / len(batches)
+                                       for batch in batches])[0] / len(batches)
 
     stamps = []
     start = time.perf_counter()
@@ -185,10 +186,8 @@ def main() -> None:
     approx = {}
     for mode in ('sampled', 'auto'):
         route = SampledR(mode, rows=args.rows, levels=args.levels, share=args.share)
-        curve = local_lsi_curves(model, layers, DEFAULT_GRID, batches, mmdet3d_forward, sample=route, stop_at=taps)
-        secs = best_of(lambda: local_lsi_curves(model, layers, DEFAULT_GRID, batches, mmdet3d_forward, sample=route,
-                                                stop_at=taps))
-        approx[mode] = (secs, curve)
+        approx[mode] = best_of(lambda: local_lsi_curves(model, layers, DEFAULT_GRID, batches, mmdet3d_forward,
+                                                        sample=route, stop_at=taps))
     print(f'model {args.model}: {len(layers)} layers ({gram_layers} on the Gram path), '
           f'{sum(lay.numel for lay in layers):,} weights, {nb} calibration batch(es), {torch.get_num_threads()} '
           f'torch thread(s), grid of {len(DEFAULT_GRID)} levels; sampled: {args.rows} rows, >= {args.levels} exact '

@@ -65,10 +65,7 @@ def main() -> None:
     dataset_cfg = cfg.train_dataloader.dataset
     dataset = DATASETS.build(dataset_cfg.get('dataset', dataset_cfg))
     classes = dataset.metainfo['classes']
-    head = model.bbox_head
-    x_min, y_min = cfg.point_cloud_range[0], cfg.point_cloud_range[1]
-    cell = cfg.voxel_size[0] * head.train_cfg['out_size_factor'] if hasattr(head, 'train_cfg') and head.train_cfg \
-        else cfg.voxel_size[0] * cfg.out_size_factor
+    x_min, y_min, _, x_max = cfg.point_cloud_range[:4]
     branches = {'camera': model.with_camera, 'lidar': model.with_lidar}
     feats: dict[str, list[torch.Tensor]] = {name: [] for name, on in branches.items() if on}
     bits, pairs, fit = [], [], []
@@ -83,11 +80,12 @@ def main() -> None:
                 maps['camera'] = model.extract_img_bev(inputs['imgs'], [s.metainfo for s in samples])[0]
             if model.with_lidar:
                 maps['lidar'] = model.extract_pts_bev(inputs['voxels'], 1)[0]
+            height, width = next(iter(maps.values())).shape[-2:]  # rows y, columns x over the point cloud range
+            cell = (x_max - x_min) / width
             gt = samples[0].gt_instances_3d
             for (x, y), label in zip(gt.bboxes_3d.gravity_center[:, :2].tolist(), gt.labels_3d.tolist()):
                 name = classes[label]
                 ix, iy = int((x - x_min) // cell), int((y - y_min) // cell)
-                height, width = next(iter(maps.values())).shape[-2:]
                 if name not in PAIR_BIT or not (r <= ix < width - r and r <= iy < height - r):
                     continue
                 for key, bev in maps.items():

@@ -179,7 +179,6 @@ class _DetectorLike(nn.Module):
 @pytest.mark.parametrize('late', [False, True])
 def test_stop_at_task_taps_skips_post_processing_and_keeps_r(late):
     from mmprune4u_plugin.core.taps import Tap
-    torch.manual_seed(0)
     model = _DetectorLike(late).double()
     layers = find_prunable_layers(model)
     batches = [torch.randn(5, 4, dtype=torch.float64) for _ in range(3)]
