@@ -1,51 +1,14 @@
-"""MinkUNet (spconv backend; mmdet3d zoo config) shrunk for CPU, trained on the synthetic SemanticKITTI-format data.
+"""MinkUNet (spconv backend; mmdet3d's model base) shrunk for CPU, trained on the synthetic SemanticKITTI-format data.
 
-Data: ``python tools/create_synthetic_semantickitti.py --out-dir data/synthetic_semantickitti --workers 2``
-(train: sequences 0-7, 9, 10; val: 8; test: 11-13). The zoo's LaserMix / PolarMix pipeline is replaced by the plain
-flip + rotation augmentation of mmdet3d's SemanticKITTI base config. Voxels are 0.1 m instead of 0.05 m to halve the
-CPU cost; the scans are 64-beam HDL-64E ray casts (about 61k points). Fill these args: ``data_root``; the schedule.
+Data: ``python tools/create_synthetic_semantickitti.py --out-dir data/synthetic_semantickitti --workers 2``; splits,
+augmentation and schedule in ``_base_/synthetic-semantickitti_1xb2-2k.py``. Voxels are 0.1 m instead of the zoo's
+0.05 m to halve the CPU cost; ``batch_first`` (spconv) and no voxel cap, as in the zoo's spconv MinkUNet34. The scans
+are 64-beam HDL-64E ray casts (about 61k points).
 """
-_base_ = ['mmdet3d::minkunet/minkunet34_w32_spconv_8xb2-laser-polar-mix-3x_semantickitti.py']
-custom_imports = dict(imports=['mmprune4u_plugin'], allow_failed_imports=False)
-data_root = 'data/synthetic_semantickitti/'
+_base_ = ['mmdet3d::_base_/models/minkunet.py', './_base_/synthetic-semantickitti_1xb2-2k.py']
 voxel_size = 0.1
 model = dict(
-    data_preprocessor=dict(voxel_layer=dict(voxel_size=[voxel_size] * 3)),
-    backbone=dict(base_channels=16, encoder_channels=[16, 32, 32, 64], encoder_blocks=[1, 1, 1, 1],
-                  decoder_channels=[64, 32, 32, 32], decoder_blocks=[1, 1, 1, 1]),
+    data_preprocessor=dict(batch_first=True, max_voxels=None, voxel_layer=dict(voxel_size=[voxel_size] * 3)),
+    backbone=dict(sparseconv_backend='spconv', base_channels=16, encoder_channels=[16, 32, 32, 64],
+                  encoder_blocks=[1, 1, 1, 1], decoder_channels=[64, 32, 32, 32], decoder_blocks=[1, 1, 1, 1]),
     decode_head=dict(channels=32))
-load_steps = [dict(type='LoadPointsFromFile', coord_type='LIDAR', load_dim=4, use_dim=4),
-              dict(type='LoadAnnotations3D', with_bbox_3d=False, with_label_3d=False, with_seg_3d=True,
-                   seg_3d_dtype='np.int32', seg_offset=2**16, dataset_type='semantickitti'),
-              dict(type='PointSegClassMapping')]
-train_pipeline = load_steps + [
-    dict(type='RandomFlip3D', sync_2d=False, flip_ratio_bev_horizontal=0.5, flip_ratio_bev_vertical=0.5),
-    dict(type='GlobalRotScaleTrans', rot_range=[-0.78539816, 0.78539816], scale_ratio_range=[0.95, 1.05],
-         translation_std=[0.1, 0.1, 0.1]),
-    dict(type='Pack3DDetInputs', keys=['points', 'pts_semantic_mask'])]
-test_pipeline = load_steps + [dict(type='Pack3DDetInputs', keys=['points', 'pts_semantic_mask'])]
-split = dict(type='SemanticKittiDataset', data_root=data_root, metainfo={{_base_.metainfo}}, backend_args=None)
-train_dataloader = dict(
-    batch_size=2, num_workers=1, persistent_workers=True, sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(_delete_=True, ann_file='semantickitti_infos_train.pkl', pipeline=train_pipeline, **split))
-val_dataloader = dict(
-    batch_size=1, num_workers=1, persistent_workers=True, sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(_delete_=True, ann_file='semantickitti_infos_val.pkl', pipeline=test_pipeline, test_mode=True,
-                 **split))
-test_dataloader = dict(
-    batch_size=1, num_workers=1, persistent_workers=True, sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(_delete_=True, ann_file='semantickitti_infos_test.pkl', pipeline=test_pipeline, test_mode=True,
-                 **split))
-val_evaluator = dict(type='SegMetric')
-test_evaluator = val_evaluator
-train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=2000, val_interval=500)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-optim_wrapper = dict(_delete_=True, type='OptimWrapper', optimizer=dict(type='AdamW', lr=4e-3, weight_decay=0.01))
-param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
-                   dict(type='CosineAnnealingLR', T_max=2000, eta_min=4e-5, by_epoch=False, begin=0, end=2000)]
-default_hooks = dict(logger=dict(interval=50), checkpoint=dict(by_epoch=False, interval=500, max_keep_ckpts=4),
-                     sparsity=dict(type='SparsityReportHook'))
-randomness = dict(seed=0)
-load_from = None
-log_processor = dict(by_epoch=False)
