@@ -15,19 +15,7 @@ model = dict(
     img_neck=dict(type='mmdet.FPN', in_channels=[16, 32], out_channels=32, num_outs=2),
     img_feature_level=0,  # stride 4
     fusion_layer=dict(type='PointCamFuser', in_channels=[32, 32], out_channels=32))
-load_steps = [dict(type='LoadPointsFromFile', coord_type='LIDAR', load_dim=4, use_dim=4),
-              dict(type='LoadMultiViewImageFromFiles', to_float32=True, num_views=1),
-              dict(type='LoadAnnotations3D', with_bbox_3d=False, with_label_3d=False, with_seg_3d=True,
-                   seg_3d_dtype='np.int32', seg_offset=2**16, dataset_type='semantickitti'),
-              dict(type='PointSegClassMapping')]
-pack = dict(type='Pack3DDetInputs', keys=['points', 'img', 'pts_semantic_mask'])
-train_pipeline = load_steps + [
-    dict(type='RandomFlip3D', sync_2d=False, flip_ratio_bev_horizontal=0.5, flip_ratio_bev_vertical=0.5),
-    dict(type='GlobalRotScaleTrans', rot_range=[-0.78539816, 0.78539816], scale_ratio_range=[0.95, 1.05],
-         translation_std=[0.1, 0.1, 0.1]),
-    pack]
-test_pipeline = load_steps + [pack]
 modality = dict(use_lidar=True, use_camera=True)
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline, modality=modality))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline, modality=modality))
-test_dataloader = dict(dataset=dict(pipeline=test_pipeline, modality=modality))
+train_dataloader = dict(dataset=dict(pipeline={{_base_.camera_train_pipeline}}, modality=modality))
+val_dataloader = dict(dataset=dict(pipeline={{_base_.camera_test_pipeline}}, modality=modality))
+test_dataloader = dict(dataset=dict(pipeline={{_base_.camera_test_pipeline}}, modality=modality))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
 
 from mmprune4u_plugin.datasets.synthetic_semantickitti import SyntheticSemanticKittiConfig, \
     generate_synthetic_semantickitti
@@ -31,11 +32,11 @@ def test_gather_pixel_features_at_pixel_centres_outside_and_behind():
                         [1.5, -0.5, 3.0]])   # above it
     feats, valid = gather_pixel_features(fmap, uvd, (4, 6))
     assert valid.tolist() == [True, True, True, False, False, False]
-    assert feats[:, 0].tolist() == pytest.approx([0.0, 23.0, 23.5, 0.0, 0.0, 0.0])
-    assert feats[:, 1].tolist() == pytest.approx([0.0, -23.0, -23.5, 0.0, 0.0, 0.0])
+    assert feats[:, 0].tolist() == pytest.approx([0.0, 23.0, 23.5, 0.0, 0.0, 0.0], abs=1e-5)
+    assert feats[:, 1].tolist() == pytest.approx([0.0, -23.0, -23.5, 0.0, 0.0, 0.0], abs=1e-5)
     # a stride-2 map (2x3 cells for the 4x6 image): the centre of cell (1, 2) is input pixel (u, v) = (5, 3)
     coarse, valid = gather_pixel_features(fmap[:, ::2, ::2], torch.tensor([[5.0, 3.0, 1.0]]), (4, 6))
-    assert valid.tolist() == [True] and coarse[0].tolist() == pytest.approx([24.0, -24.0])
+    assert valid.tolist() == [True] and coarse[0].tolist() == pytest.approx([24.0, -24.0], abs=1e-5)
 
 
 @pytest.fixture(scope='module')
@@ -60,9 +61,7 @@ def _build(config: Path, data_root: Path, *, augment: bool):
             step.update(flip_ratio_bev_horizontal=1.0, flip_ratio_bev_vertical=1.0)
     dataset = DATASETS.build(ds_cfg)
     model = MODELS.build(cfg.model)
-    sample = dataset[0]
-    batch = model.data_preprocessor({'inputs': [sample['inputs']], 'data_samples': [sample['data_samples']]},
-                                    training=False)
+    batch = model.data_preprocessor(pseudo_collate([dataset[0]]), training=False)
     return model, batch
 
 
