@@ -1,11 +1,13 @@
 """Benchmark MMPrune4U against uniform / uniform+ / global magnitude / LAMP / ERK / RD (DESIGN.md §5): one-shot and
 finetuned, several seeds, tuned on val and reported on a separate test split; the additivity check, the β sweep,
-the costs, and (the plan's ``robustness``) NDS / mAP and retention under degraded sensors. Writes a json of every
-figure and docs/benchmarks.md (tables, plots, command, machine, date).
+the costs, and (the plan's ``robustness``) the metrics and retention under degraded sensors. Writes a json of every
+figure and docs/benchmarks.md (tables, plots, command, machine, date). The plan names the model, its data and its
+metrics: NDS / mAP for the nuScenes detector (the default plan), mIoU / acc for the SemanticKITTI segmentors.
 
     .venv/bin/python tools/benchmark.py                       # the default CPU plan (`make bench`), resumable
     .venv/bin/python tools/benchmark.py --quick               # a few minutes on a tiny generated set (smoke run)
     .venv/bin/python tools/benchmark.py --report-only         # rebuild the docs from the json, no run
+    .venv/bin/python tools/benchmark.py --plan configs/benchmark/minkunet-pixelfusion_cpu.py   # a segmentor (mIoU)
     .venv/bin/python tools/benchmark.py --plan PLAN.py --config CONFIG --checkpoint DENSE.pth --device cuda
 
 Every cell (a method at one sparsity and seed, one-shot or finetuned, an evaluation, a seed's curves ...) is cached
@@ -19,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ sys.path.insert(0, str(REPO / 'tools'))
 from _bench.plan import Plan, expand, plan_summary  # noqa: E402
 
 DEFAULT_PLAN = 'configs/benchmark/bevfusion-lite_cpu.py'
-QUICK_PLAN = 'configs/benchmark/quick.py'
+QUICK_PLAN = 'configs/benchmark/quick.py'  # the segmentors' smoke plan: --plan configs/benchmark/quick_seg.py
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -84,26 +85,6 @@ def machine() -> str:
             f'load average at start {load}')
 
 
-def ensure_data(plan: Plan, work: Path) -> None:
-    """The synthetic train/val set and the test split (another generator seed), each generated once per content
-    key (tools/_stages.py)."""
-    from _stages import KEY_NAME, ensure_synthetic_data, reusable, run, stage_key
-    syn = plan.synthetic
-    if not syn:
-        return
-    logs = work / 'logs'
-    logs.mkdir(parents=True, exist_ok=True)
-    ensure_synthetic_data(logs / 'data.log', Path(syn['root']), int(syn['num_train']), int(syn['num_val']))
-    root = Path(syn['test_root']).resolve()
-    args = ['tools/create_synthetic_nuscenes.py', '--out-dir', str(root), '--num-train', '0', '--num-val',
-            str(syn['num_test']), '--seed', str(syn['test_seed']), '--workers', '2']
-    key = stage_key(args, plugin_part='datasets')
-    if not reusable('synthetic test split', root / KEY_NAME, key, root / 'nuscenes_infos_val.pkl'):
-        shutil.rmtree(root, ignore_errors=True)
-        run('synthetic test split', args, logs / 'data_test.log')
-        (root / KEY_NAME).write_text(key + '\n')
-
-
 def default_seconds(plan: Plan) -> dict[str, float]:
     """Rough per-cell times on 2 CPU cores before any cell of a kind has run (the ETA then uses measured ones)."""
     ft_iters = float(plan.finetune.get('options', {}).get('train_cfg.max_iters', 100))
@@ -155,6 +136,7 @@ def main(argv=None) -> None:
                 date=time.strftime('%Y-%m-%d %H:%M %Z'), machine=machine(), config=args.config or plan.config,
                 checkpoint=args.checkpoint or 'trained by the benchmark (cell dense_train)', plan=plan_summary(plan),
                 work_dir=str(work))
+    from _bench.data import ensure_data
     ensure_data(plan, work)
     from _bench.cells import CellStore, Progress, run_cells
     from _bench.execute import RealExecutor
@@ -163,7 +145,7 @@ def main(argv=None) -> None:
     cells = expand(plan, train_dense=args.checkpoint is None)
     store = CellStore(work)
     print(f'[benchmark] {len(cells)} cells; work dir {work}', flush=True)
-    progress = Progress(cells, store, default_seconds(plan), timing=plan.timing_class)
+    progress = Progress(cells, store, default_seconds(plan), timing=plan.timing_class, metrics=plan.metrics)
     results = run_cells(cells, store, executor, progress, run=not args.report_partial)
     meta.update(hours=(time.time() - start) / 3600,
                 cell_hours=sum(r.get('seconds', 0) for r in results.values()) / 3600)

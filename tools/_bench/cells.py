@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
-from .plan import Cell
+from .plan import DEFAULT_METRICS, Cell, metric_value
 
 RESULT = 'result.json'
 
@@ -74,15 +74,17 @@ class Progress:
     The ETA sums, over the cells still to come, the mean duration of finished cells of the same timing class in this
     run, else the duration recorded in the cell's previous result, else ``defaults[class]`` (else ``defaults[kind]``).
     The class is ``timing(cell)``, by default the kind (the benchmark's plan separates the cells that also evaluate
-    under corruption, which take several evaluations longer). A cell with a stored result
+    under corruption, which take several evaluations longer). A finished cell's line shows its primary and secondary
+    metric (``metrics``: the plan's; NDS and mAP by default). A cell with a stored result
     counts with the share of stored results that turned out stale so far in this run (none seen yet: free), since
     whether it is reused is known only once the cells before it have run.
     """
 
     def __init__(self, cells: Sequence[Cell], store: CellStore, defaults: dict[str, float],
                  write: Callable[[str], None] | None = None, clock: Callable[[], float] = time.time,
-                 timing: Callable[[Cell], str] | None = None) -> None:
+                 timing: Callable[[Cell], str] | None = None, metrics: dict | None = None) -> None:
         self.cells, self.store, self.defaults = list(cells), store, dict(defaults)
+        self.metrics = dict(metrics or DEFAULT_METRICS)
         self.timing = timing or (lambda cell: cell.kind)
         self.write = write or (lambda line: print(line, flush=True))
         self.clock = clock
@@ -156,7 +158,7 @@ def run_cells(cells: Sequence[Cell], store: CellStore, executor: Executor, progr
                           finished=time.strftime('%Y-%m-%d %H:%M:%S'))
             store.save(cell, record)
             progress.report(index, cell, ('re-ran (stale) ' if stale else '') + f'done in {fmt_duration(seconds)}'
-                            + _headline(result), seconds)
+                            + _headline(result, progress.metrics), seconds)
         except Exception as err:  # noqa: BLE001 (one failed cell must not lose the others)
             seconds = clock() - start
             (folder / 'error.txt').write_text(traceback.format_exc())
@@ -170,12 +172,14 @@ def run_cells(cells: Sequence[Cell], store: CellStore, executor: Executor, progr
     return results
 
 
-def _headline(result: dict) -> str:
-    """``: NDS 0.2100, mAP 0.1500`` when the result has metrics (``; and under 8 corruption(s)`` when it has those)."""
+def _headline(result: dict, spec: dict) -> str:
+    """``: NDS 0.2100, mAP 0.1500`` (the primary and secondary metric of ``spec``, the plan's ``metrics``) when the
+    result has metrics (``; and under 8 corruption(s)`` when it has those)."""
     metrics = result.get('metrics') if isinstance(result, dict) else None
     if not metrics:
         return ''
-    shown = [f'{name} {metrics[name]:.4f}' for name in ('NDS', 'mAP') if metrics.get(name) is not None]
+    values = {name: metric_value(metrics, spec, name) for name in (spec['primary'], spec['secondary'])}
+    shown = [f'{name} {value:.4f}' for name, value in values.items() if value is not None]
     corrupted = len(result.get('corrupted') or {})
     under = f'; and under {corrupted} corruption(s)' if corrupted else ''
     return ((': ' + ', '.join(shown)) if shown else '') + under

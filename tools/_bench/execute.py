@@ -87,7 +87,8 @@ def tool(name: str):
 
 
 def _short(metrics: dict) -> dict:
-    """Metrics by short name (``NuScenes metric/NDS`` -> ``NDS``), as strict JSON numbers (tools/test.py's)."""
+    """Metrics by short name (``NuScenes metric/NDS`` -> ``NDS``; SegMetric's ``miou`` stays ``miou``), as strict JSON
+    numbers (tools/test.py's)."""
     return {k.split('/')[-1]: tool('test').json_number(v) for k, v in metrics.items()}
 
 
@@ -135,8 +136,8 @@ class RealExecutor:
         return ckpts[str(iteration)] if iteration is not None else record['result']['checkpoint']
 
     def chosen_beta(self, results: dict) -> float:
-        """β for the MMPrune4U cells: the best mean val NDS of the β sweep (ties: the plan's default), or the plan's
-        default when the plan does not choose on val."""
+        """β for the MMPrune4U cells: the best mean val primary metric (``plan.metrics``) of the β sweep (ties: the
+        plan's default), or the plan's default when the plan does not choose on val."""
         from .report import choose_beta
         if not self.plan.beta.get('choose_on_val', False) or not self.plan.beta.get('values'):
             return float(self.plan.beta['default'])

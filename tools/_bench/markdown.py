@@ -1,6 +1,10 @@
-"""docs/benchmarks.md from the benchmark json (``meta`` + ``figures``): tables, the command, the machine, the date."""
+"""docs/benchmarks.md from the benchmark json (``meta`` + ``figures``): tables, the command, the machine, the date.
+
+The metric columns and words are the figures' (``figures['metrics']``: the plan's primary and secondary metric).
+"""
 from __future__ import annotations
 
+from .plan import DEFAULT_METRICS, metric_value
 from .report import MODALITY_ORDER
 from .robustness import UNSTABLE
 
@@ -22,62 +26,70 @@ def _modalities(rows: list[dict]) -> list[str]:
     return [m for m in MODALITY_ORDER if m in found] + sorted(found - set(MODALITY_ORDER))
 
 
-def metric_table(rows: list[dict]) -> list[str]:
+def _names(fig: dict) -> tuple[str, str]:
+    """(primary, secondary) metric names of the figures."""
+    spec = fig.get('metrics') or DEFAULT_METRICS
+    return spec['primary'], spec['secondary']
+
+
+def metric_table(rows: list[dict], metrics: tuple[str, str] = ('NDS', 'mAP')) -> list[str]:
+    """One line per row: the two metrics (mean ± std over seeds), the sparsity overall and per modality, seeds."""
     mods = _modalities(rows)
-    head = ['method', 'NDS', 'mAP', 'sparsity', *[f'{m} sparsity' for m in mods], 'seeds']
+    head = ['method', *metrics, 'sparsity', *[f'{m} sparsity' for m in mods], 'seeds']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in rows:
         n = r.get('n', 0)
         seeds = 'seed-free' if r.get('seed_free') else str(n)
         if r.get('missing'):
             seeds += f' ({r["missing"]} missing)'
-        cells = [r['label'], _ms(r.get('NDS'), n), _ms(r.get('mAP'), n),
+        cells = [r['label'], *[_ms(r.get(name), n) for name in metrics],
                  f'{r["sparsity"]:.3f}' if 'sparsity' in r else '–',
                  *[f'{r["modalities"][m]:.3f}' if m in r.get('modalities', {}) else '–' for m in mods], seeds]
         lines.append('| ' + ' | '.join(cells) + ' |')
     return lines
 
 
-def verdict_lines(verdicts: dict[str, list[dict]], regime: str) -> list[str]:
+def verdict_lines(verdicts: dict[str, list[dict]], regime: str, metric: str = 'NDS') -> list[str]:
     lines = []
     for sparsity, items in verdicts.items():
         for v in items:
             word = 'beats' if v['wins'] else '**does not beat**'
             noise = NOISE[v['beyond_std']]
             lines.append(f'- {regime} {float(sparsity):.0%}: {v["method"]} {word} the best baseline '
-                         f'({v["best_baseline"]}) on NDS: {v["gap"]:+.4f}, {noise}.')
+                         f'({v["best_baseline"]}) on {metric}: {v["gap"]:+.4f}, {noise}.')
     return lines
 
 
-def robustness_lines(rob: dict | None) -> list[str]:
+def robustness_lines(rob: dict | None, metrics: tuple[str, str] = ('NDS', 'mAP')) -> list[str]:
     """The degraded-sensor section: per corruption, the table, the verdicts and the single-sensor reference."""
     if not rob:
         return []
+    p, q = metrics
     out = ['## Degraded sensors (test split)', '',
            f'Each model is evaluated on the test split under each corruption, one sensor degraded at a time, with '
-           f'corruption seed {rob["seed"]} for every model (paired). Retention = its NDS under the corruption / the '
-           f'dense model\'s NDS under the same corruption (mean ± std of the per-seed ratios). The reference is the '
+           f'corruption seed {rob["seed"]} for every model (paired). Retention = its {p} under the corruption / the '
+           f'dense model\'s {p} under the same corruption (mean ± std of the per-seed ratios). The reference is the '
            f'single-sensor model of the sensor that still works, evaluated clean: a fused model that loses one '
            f'sensor should not fall below it.', '']
     for name, t in rob['tables'].items():
         out += [f'### {name} ({SENSOR_WORDS[t["sensor"]]} degraded)', '']
         if t['dense_corrupted'] is not None and t['dense_clean'] is not None:
-            out += [f'Dense model: test NDS {t["dense_clean"]:.3f} clean, {t["dense_corrupted"]:.3f} under '
-                    f'{name}.' + (f' **It keeps less than {UNSTABLE:.0%} of its clean NDS: the retention ratios '
-                                  'divide by a near-zero number and are unstable; compare the NDS column.**'
+            out += [f'Dense model: test {p} {t["dense_clean"]:.3f} clean, {t["dense_corrupted"]:.3f} under '
+                    f'{name}.' + (f' **It keeps less than {UNSTABLE:.0%} of its clean {p}: the retention ratios '
+                                  f'divide by a near-zero number and are unstable; compare the {p} column.**'
                                   if t.get('unstable') else ''), '']
-        head = ['model', 'regime', 'NDS', 'mAP', 'retention', 'seeds']
+        head = ['model', 'regime', p, q, 'retention', 'seeds']
         out += ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
         for r in t['rows']:
             n = r.get('n', 0)
             seeds = 'seed-free' if r.get('seed_free') else str(n)
             if r.get('missing'):
                 seeds += f' ({r["missing"]} missing)'
-            out.append('| ' + ' | '.join([r['label'], _regime(r), _ms(r.get('NDS'), n), _ms(r.get('mAP'), n),
+            out.append('| ' + ' | '.join([r['label'], _regime(r), _ms(r.get(p), n), _ms(r.get(q), n),
                                           _ms(r.get('retention'), n), seeds]) + ' |')
         ref = t['reference']
         if ref:
-            out.append(f'| {ref["label"]} | reference | {_num(ref["NDS"])} | {_num(ref["mAP"])} | – | 1 |')
+            out.append(f'| {ref["label"]} | reference | {_num(ref[p])} | {_num(ref[q])} | – | 1 |')
         out.append('')
         for group in t['verdicts']:
             where = f'{REGIME_WORDS[group["regime"]]} {group["sparsity"]:.0%}'
@@ -87,14 +99,14 @@ def robustness_lines(rob: dict | None) -> list[str]:
                     out.append(f'- {where}: {v["method"]} {word} {against.format(v["best_baseline"])}: retention '
                                f'{v["gap"]:+.4f}, {NOISE[v["beyond_std"]]}.')
         words = SENSOR_WORDS[t['reference_sensor']]
-        if not ref or ref['NDS'] is None:
+        if not ref or ref[p] is None:
             out.append(f'- No {words}-only reference model was evaluated (`robustness.references.'
                        f'{t["reference_sensor"]}`).')
         elif t['below_reference']:
-            out.append(f'- **Below the {words}-only reference** (NDS {ref["NDS"]:.3f}): '
+            out.append(f'- **Below the {words}-only reference** ({p} {ref[p]:.3f}): '
                        + ', '.join(t['below_reference']) + '.')
         else:
-            out.append(f'- No model falls below the {words}-only reference (NDS {ref["NDS"]:.3f}).')
+            out.append(f'- No model falls below the {words}-only reference ({p} {ref[p]:.3f}).')
         out.append('')
     return out
 
@@ -167,6 +179,10 @@ def costs_lines(costs: dict | None, sizes: list[dict]) -> list[str]:
 
 def render(meta: dict, fig: dict, plots: dict[str, str]) -> str:
     plan = meta['plan']
+    names = _names(fig)
+    p, q = names
+    held_out = ('held-out sequences of the generated set'
+                if (plan.get('synthetic') or {}).get('kind') == 'semantickitti' else 'another generated set')
     out = [f'# Benchmark: {meta.get("title", "MMPrune4U against baselines")}', '',
            '_Generated by `tools/benchmark.py` from `' + meta.get('json', 'benchmark.json')
            + '`; do not edit by hand (rerun with `--report-only`)._', '',
@@ -176,7 +192,7 @@ def render(meta: dict, fig: dict, plots: dict[str, str]) -> str:
            f'- Model config: `{meta["config"]}`; dense checkpoint: {meta["checkpoint"]}',
            f'- Seeds {plan["seeds"]} (a seed sets the calibration samples and the finetuning data order); '
            f'calibration: {plan["calib"]["samples"]} train sample(s) per seed; splits: tuning (β) on **val**, '
-           f'every table below on **test** (another generated set), except the β sweep.']
+           f'every table below on **test** ({held_out}), except the β sweep.']
     if fig['cut']:
         out += ['- Cut from the full protocol: ' + '; '.join(fig['cut']) + '.']
     if fig.get('missing'):
@@ -188,10 +204,10 @@ def render(meta: dict, fig: dict, plots: dict[str, str]) -> str:
     d = fig['dense']
     out += ['', '## Dense model', '']
     if d['curve']:
-        out += ['| iteration | val NDS | val mAP |', '|---|---|---|',
-                *[f'| {p["iteration"]} | {p["NDS"]:.4f} | {p["mAP"]:.4f} |' for p in d['curve']], '']
+        out += [f'| iteration | val {p} | val {q} |', '|---|---|---|',
+                *[f'| {c["iteration"]} | {_num4(c[p])} | {_num4(c[q])} |' for c in d['curve']], '']
         if 'plateaued' in d:
-            out.append(f'Last gain in val NDS: {d["last_gain"]:+.4f}: ' + (
+            out.append(f'Last gain in val {p}: {d["last_gain"]:+.4f}: ' + (
                 'plateaued.' if d['plateaued'] else '**not plateaued**: the dense model is still improving, so '
                 'finetuned rows partly measure extra training (compare with the equal-budget dense row).'))
     if d.get('modalities'):
@@ -203,22 +219,23 @@ def render(meta: dict, fig: dict, plots: dict[str, str]) -> str:
                   for name, r in d['modalities'].items()], '']
     for split in ('val', 'test'):
         if d.get(split):
-            out.append(f'Dense on {split}: NDS {d[split]["metrics"]["NDS"]:.4f}, mAP {d[split]["metrics"]["mAP"]:.4f}.')
+            values = [metric_value(d[split]['metrics'], fig['metrics'], name) for name in names]
+            out.append(f'Dense on {split}: {p} {_num4(values[0])}, {q} {_num4(values[1])}.')
     out += ['', '## One-shot (no finetuning), test split', '']
     for s, rows in fig['oneshot'].items():
-        out += [f'### {float(s):.0%}', '', *metric_table(rows), '']
+        out += [f'### {float(s):.0%}', '', *metric_table(rows, names), '']
     if fig['finetune']:
         out += ['## Finetuned (same iterations, schedule and data order for every row), test split', '']
         for s, rows in fig['finetune'].items():
-            out += [f'### {float(s):.0%}', '', *metric_table(rows), '']
-    out += ['## Reading the result', '', *verdict_lines(fig['verdicts']['oneshot'], 'one-shot'),
-            *verdict_lines(fig['verdicts']['finetune'], 'finetuned'), '']
-    out += robustness_lines(fig.get('robustness'))
+            out += [f'### {float(s):.0%}', '', *metric_table(rows, names), '']
+    out += ['## Reading the result', '', *verdict_lines(fig['verdicts']['oneshot'], 'one-shot', p),
+            *verdict_lines(fig['verdicts']['finetune'], 'finetuned', p), '']
+    out += robustness_lines(fig.get('robustness'), names)
     b = fig['beta']
     if b['rows']:
-        out += [f'## β sweep (val split, one-shot {float(b["sparsity"]):.0%})', '', *metric_table(b['rows']), '',
-                f'β used for the MMPrune4U rows: {b["chosen"]:g} (' + (
-                    'best mean val NDS' if b['chosen_on_val'] else 'fixed by the plan') + ').', '']
+        out += [f'## β sweep (val split, one-shot {float(b["sparsity"]):.0%})', '', *metric_table(b['rows'], names),
+                '', f'β used for the MMPrune4U rows: {b["chosen"]:g} (' + (
+                    f'best mean val {p}' if b['chosen_on_val'] else 'fixed by the plan') + ').', '']
     a = fig['additivity']
     if a['per_seed']:
         out += ['## Additivity: measured whole-model distortion vs Σ_l D_l(s_l)', '',
@@ -237,6 +254,10 @@ def render(meta: dict, fig: dict, plots: dict[str, str]) -> str:
 
 def _num(x) -> str:
     return '–' if x is None else f'{x:.3f}'
+
+
+def _num4(x) -> str:
+    return '–' if x is None else f'{x:.4f}'
 
 
 def _metric(result: dict, key: str) -> str:

@@ -9,6 +9,11 @@ the seed, so they are one cell each (``seed`` None) and their spread over seeds 
 With ``robustness`` set, the dense test evaluation and the selected one-shot and finetuned cells also evaluate their
 checkpoint under each degraded-sensor corruption, inside the same cell (checkpoints are not kept between cells), with
 one corruption seed for every method (paired comparisons); the single-sensor reference models are ``reference`` cells.
+
+The plan's ``metrics`` names the two figures of every table: the primary one (the verdicts, the β choice, the
+plateau check, retention) and the secondary one, as the report shows them, with ``keys`` where the evaluator logs
+them under another name: ``dict(primary='NDS', secondary='mAP')`` (the default, nuScenes), ``dict(primary='mIoU',
+secondary='acc', keys=dict(mIoU='miou'))`` (mmdet3d's SegMetric).
 """
 from __future__ import annotations
 
@@ -43,6 +48,16 @@ METHODS: dict[str, Method] = {
 BASELINES = ('uniform', 'uniform_plus', 'global', 'lamp', 'erk', 'rd')
 VARIANTS = {'task': 'task loss', 'lsi': 'task loss + LogSobolevLoss'}
 SENSORS = {'lidar': 'LiDAR-only', 'camera': 'camera-only'}  # the reference models (tools/compare_modalities.py)
+
+
+DEFAULT_METRICS = {'primary': 'NDS', 'secondary': 'mAP'}
+METRIC_KEYS = ('primary', 'secondary', 'keys')
+
+
+def metric_value(metrics: dict, spec: dict, name: str) -> float | None:
+    """Figure ``name`` (a name of ``spec``, the plan's ``metrics``) in a result's metrics (by short name, as
+    tools/test.py's json and the cells store them): under ``spec['keys'][name]`` where set, else under ``name``."""
+    return metrics.get((spec.get('keys') or {}).get(name, name))
 
 
 def _same(value: float | None, choices) -> bool:
@@ -131,6 +146,7 @@ class Plan:
     additivity: dict = field(default_factory=lambda: {'random': 32, 'level_range': [0.3, 0.95]})
     costs: dict = field(default_factory=lambda: {'plain_layers': 12, 'probes': 8, 'steps': 10, 'warmup': 2})
     robustness: dict | None = None
+    metrics: dict = field(default_factory=lambda: dict(DEFAULT_METRICS))
     docs: str = 'docs/benchmarks.md'
     name: str = 'benchmark'
 
@@ -173,11 +189,32 @@ class Plan:
         if self.splits['val'] == self.splits['test']:
             raise ValueError('`splits` val and test are the same data: the tables would be on the split that beta '
                              'is tuned on; point `splits.test` at another set')
+        found = metric_problems(self.metrics)
+        if found:
+            raise ValueError('`metrics` is invalid: ' + '; '.join(found))
+        if self.synthetic is not None:
+            from .data import problems as data_problems
+            found = data_problems(self.synthetic)
+            if found:
+                raise ValueError('`synthetic` is invalid: ' + '; '.join(found))
         if self.robustness is not None:
             from .robustness import problems
             found = problems(self)
             if found:
                 raise ValueError('`robustness` is invalid: ' + '; '.join(found))
+
+    @property
+    def primary(self) -> str:
+        """The figure the verdicts, the β choice, the plateau check and retention use (``metrics.primary``)."""
+        return self.metrics['primary']
+
+    @property
+    def secondary(self) -> str:
+        return self.metrics['secondary']
+
+    def metric(self, metrics: dict, name: str) -> float | None:
+        """Figure ``name`` in a result's metrics (:func:`metric_value`)."""
+        return metric_value(metrics, self.metrics, name)
 
     def corruptions(self) -> list[str]:
         """The corruptions every selected cell is also evaluated under ([] without ``robustness``)."""
@@ -220,12 +257,31 @@ class Plan:
         return [m for m in self.methods if METHODS[m].needs_curves]
 
 
+def metric_problems(spec) -> list[str]:
+    """Everything wrong with a plan's ``metrics``, in words ([] when it is fine)."""
+    if not isinstance(spec, dict):
+        return [f'it must be a dict, but got metrics: {spec!r}']
+    found = [f'unknown key {k!r} (known: {list(METRIC_KEYS)})' for k in spec if k not in METRIC_KEYS]
+    for k in ('primary', 'secondary'):
+        if not (isinstance(spec.get(k), str) and spec[k]):
+            found.append(f'`{k}` must be a metric name, but got {k}: {spec.get(k)!r}')
+    if spec.get('primary') is not None and spec.get('primary') == spec.get('secondary'):
+        found.append(f'`primary` and `secondary` must differ, but both are {spec["primary"]!r}')
+    keys = spec.get('keys') or {}
+    if not isinstance(keys, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in keys.items()):
+        found.append(f'`keys` must map names to the evaluator\'s metric names, but got keys: {keys!r}')
+    elif set(keys) - {spec.get('primary'), spec.get('secondary')}:
+        found.append(f'`keys` names {sorted(set(keys) - {spec.get("primary"), spec.get("secondary")})}, which are '
+                     'neither `primary` nor `secondary`')
+    return found
+
+
 RECIPES = ('modalities',)  # dense.recipe: how the dense model is trained when it is not one plain run
 RECIPE_CHECKPOINT = 'dense_recipe'  # references.<sensor>.checkpoint: that sensor's model of the recipe
 
 
 def dense_curve_iters(plan: Plan) -> int:
-    """Iterations of the run whose val NDS makes the plateau curve: the plain run's, or the fused model's stage 2
+    """Iterations of the run whose val primary metric makes the plateau curve: the plain run's, or the fused model's stage 2
     (``recipe='modalities'``: tools/compare_modalities.py, whose stage 2 trains the fused model from the two
     single-sensor ones)."""
     return int(plan.dense['iters2'] if plan.dense.get('recipe') == 'modalities' else plan.dense['iters'])

@@ -1,10 +1,14 @@
-"""The report's plots (matplotlib, Agg): NDS vs sparsity, per-modality sparsity, additivity scatter, β sweep, the
-dense model's val curve, and the retention of each model under each corruption. Each function takes the ``figures``
-dict and writes one png; returns None when the figures lack its data."""
+"""The report's plots (matplotlib, Agg): the primary metric vs sparsity, per-modality sparsity, additivity scatter,
+β sweep, the dense model's val curve, and the retention of each model under each corruption. Each function takes the
+``figures`` dict and writes one png; returns None when the figures lack its data. The metrics are the figures'
+(``figures['metrics']``): NDS / mAP for the nuScenes plan, mIoU / acc for the segmentors'; the first plot's file is
+named after the primary one (``nds_vs_sparsity.png``, ``miou_vs_sparsity.png``)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from .plan import DEFAULT_METRICS, metric_value
 from .report import MODALITY_ORDER
 
 
@@ -15,8 +19,14 @@ def _plt():
     return plt
 
 
-def nds_vs_sparsity(fig: dict, path: Path) -> Path | None:
+def _names(fig: dict) -> tuple[str, str]:
+    spec = fig.get('metrics') or DEFAULT_METRICS
+    return spec['primary'], spec['secondary']
+
+
+def metric_vs_sparsity(fig: dict, path: Path) -> Path | None:
     plt = _plt()
+    metric = _names(fig)[0]
     regimes = [(k, fig[k]) for k in ('oneshot', 'finetune') if fig.get(k)]
     if not regimes:
         return None
@@ -25,8 +35,8 @@ def nds_vs_sparsity(fig: dict, path: Path) -> Path | None:
         series: dict[str, list] = {}
         for s, rows in tables.items():
             for r in rows:
-                if 'NDS' in r and r.get('method') != 'dense':
-                    series.setdefault(r['label'], []).append((float(s), r['NDS']['mean'], r['NDS']['std']))
+                if metric in r and r.get('method') != 'dense':
+                    series.setdefault(r['label'], []).append((float(s), r[metric]['mean'], r[metric]['std']))
         reference = _dense_reference(fig, name)
         if reference is not None:
             ax.axhline(reference[1], color='k', ls=':', lw=1, label=reference[0])
@@ -34,7 +44,7 @@ def nds_vs_sparsity(fig: dict, path: Path) -> Path | None:
             pts.sort()
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker='o',
                         capsize=3, label=label)
-        ax.set(title=f'{name} (test)', xlabel='global sparsity', ylabel='NDS (mean ± std over seeds)')
+        ax.set(title=f'{name} (test)', xlabel='global sparsity', ylabel=f'{metric} (mean ± std over seeds)')
         ax.legend(fontsize=7)
     f.tight_layout()
     f.savefig(path, dpi=110)
@@ -43,14 +53,16 @@ def nds_vs_sparsity(fig: dict, path: Path) -> Path | None:
 
 
 def _dense_reference(fig: dict, regime: str) -> tuple[str, float] | None:
-    """The dense model's test NDS (one-shot) or the equal-budget dense finetune's mean (finetuned)."""
+    """The dense model's test primary metric (one-shot) or the equal-budget dense finetune's mean (finetuned)."""
+    metric = _names(fig)[0]
     if regime == 'oneshot':
         test = (fig.get('dense') or {}).get('test')
-        return ('dense', test['metrics']['NDS']) if test and test['metrics'].get('NDS') is not None else None
+        value = None if not test else metric_value(test['metrics'], fig.get('metrics') or DEFAULT_METRICS, metric)
+        return None if value is None else ('dense', value)
     for rows in (fig.get('finetune') or {}).values():
         for r in rows:
-            if r.get('method') == 'dense' and 'NDS' in r:
-                return r['label'], r['NDS']['mean']
+            if r.get('method') == 'dense' and metric in r:
+                return r['label'], r[metric]['mean']
     return None
 
 
@@ -104,13 +116,14 @@ def additivity(fig: dict, path: Path) -> Path | None:
 
 def beta_sweep(fig: dict, path: Path) -> Path | None:
     plt = _plt()
-    rows = [r for r in fig.get('beta', {}).get('rows', []) if 'NDS' in r]
+    metric = _names(fig)[0]
+    rows = [r for r in fig.get('beta', {}).get('rows', []) if metric in r]
     if not rows:
         return None
     f, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     xs = [r['beta'] for r in rows]
-    a1.errorbar(xs, [r['NDS']['mean'] for r in rows], yerr=[r['NDS']['std'] for r in rows], marker='o', capsize=3)
-    a1.set(xscale='symlog', xlabel='β', ylabel='val NDS', title=f'β sweep, one-shot {fig["beta"]["sparsity"]:.0%}')
+    a1.errorbar(xs, [r[metric]['mean'] for r in rows], yerr=[r[metric]['std'] for r in rows], marker='o', capsize=3)
+    a1.set(xscale='symlog', xlabel='β', ylabel=f'val {metric}', title=f'β sweep, one-shot {fig["beta"]["sparsity"]:.0%}')
     a1.set_xscale('symlog', linthresh=0.1)
     for m in MODALITY_ORDER:
         if all(m in r.get('modalities', {}) for r in rows):
@@ -126,12 +139,14 @@ def beta_sweep(fig: dict, path: Path) -> Path | None:
 
 def dense_curve(fig: dict, path: Path) -> Path | None:
     plt = _plt()
-    curve = [p for p in fig.get('dense', {}).get('curve', []) if p.get('NDS') is not None]
+    primary, secondary = _names(fig)
+    curve = [p for p in fig.get('dense', {}).get('curve', []) if p.get(primary) is not None]
     if len(curve) < 2:
         return None
     f, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot([p['iteration'] for p in curve], [p['NDS'] for p in curve], marker='o', label='NDS')
-    ax.plot([p['iteration'] for p in curve], [p['mAP'] for p in curve], marker='s', label='mAP')
+    ax.plot([p['iteration'] for p in curve], [p[primary] for p in curve], marker='o', label=primary)
+    points = [p for p in curve if p.get(secondary) is not None]
+    ax.plot([p['iteration'] for p in points], [p[secondary] for p in points], marker='s', label=secondary)
     ax.set(xlabel='training iteration', ylabel='val metric', title='dense model')
     ax.legend(fontsize=7)
     f.tight_layout()
@@ -141,7 +156,7 @@ def dense_curve(fig: dict, path: Path) -> Path | None:
 
 
 def retention(fig: dict, path: Path) -> Path | None:
-    """Retention (corrupted NDS / the dense model's corrupted NDS) per corruption, one bar per model, one panel per
+    """Retention (corrupted primary metric / the dense model's corrupted one) per corruption, one bar per model, one panel per
     regime (one-shot, finetuned); error bars are the std over seeds."""
     plt = _plt()
     tables = (fig.get('robustness') or {}).get('tables') or {}
@@ -167,7 +182,7 @@ def retention(fig: dict, path: Path) -> Path | None:
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))])
         ax.set_xticklabels(names, rotation=30, ha='right', fontsize=7)
         ax.set(title=f'{"one-shot" if regime == "oneshot" else "finetuned"} (test)',
-               ylabel='retention vs dense (NDS ratio)')
+               ylabel=f'retention vs dense ({_names(fig)[0]} ratio)')
         ax.legend(fontsize=6, ncol=2)
     f.tight_layout()
     f.savefig(path, dpi=110)
@@ -175,14 +190,23 @@ def retention(fig: dict, path: Path) -> Path | None:
     return path
 
 
-PLOTS = dict(nds_vs_sparsity=nds_vs_sparsity, modality_sparsity=modality_sparsity, additivity=additivity,
+PLOTS = dict(metric_vs_sparsity=metric_vs_sparsity, modality_sparsity=modality_sparsity, additivity=additivity,
              beta_sweep=beta_sweep, dense_curve=dense_curve, retention=retention)
+
+
+def plot_name(name: str, fig: dict) -> str:
+    """A plot's file stem: ``metric_vs_sparsity`` is named after the primary metric (``NDS`` -> ``nds_vs_sparsity``,
+    ``mIoU`` -> ``miou_vs_sparsity``)."""
+    if name != 'metric_vs_sparsity':
+        return name
+    return re.sub(r'[^a-z0-9]+', '_', _names(fig)[0].lower()).strip('_') + '_vs_sparsity'
 
 
 def write_all(fig: dict, folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
     for name, fn in PLOTS.items():
+        name = plot_name(name, fig)
         path = fn(fig, folder / f'{name}.png')
         if path is not None:
             out[name] = path

@@ -2,6 +2,8 @@
 
 Pure data in, plain data out (no OpenMMLab import): :func:`figures` is what the json's ``figures`` holds and what
 :mod:`markdown` and :mod:`plots` render, so ``tools/benchmark.py --report-only`` rebuilds the docs from the json.
+Every figure is the plan's primary or secondary metric (``Plan.metrics``: NDS / mAP, mIoU / acc ...), stored under
+that name in the rows; ``figures['metrics']`` says which they are.
 """
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ from .plan import BASELINES, METHODS, VARIANTS, Cell, Plan, dense_curve_iters
 from .stats import summarize
 
 MODALITY_ORDER = ('camera', 'lidar', 'fusion')
-METRICS = ('NDS', 'mAP')
 
 
 def done(cells: dict[str, dict], cell: Cell) -> dict | None:
@@ -20,7 +21,7 @@ def done(cells: dict[str, dict], cell: Cell) -> dict | None:
 
 
 def choose_beta(cells: dict[str, dict], plan: Plan) -> tuple[float, list[str]]:
-    """β with the best mean val NDS over seeds in the sweep; ties go to the plan's default β, then to the smallest.
+    """β with the best mean val primary metric (``plan.primary``) over seeds in the sweep; ties go to the plan's default β, then to the smallest.
     Returns (β, ids of missing sweep cells)."""
     means, missing = {}, []
     for beta in plan.beta['values']:
@@ -31,7 +32,7 @@ def choose_beta(cells: dict[str, dict], plan: Plan) -> tuple[float, list[str]]:
             if result is None:
                 missing.append(cell.id)
             else:
-                values.append(result['metrics']['NDS'])
+                values.append(plan.metric(result['metrics'], plan.primary))
         if values:
             means[float(beta)] = summarize(values).mean
     if missing or not means:
@@ -47,11 +48,12 @@ def beta_cell(plan: Plan, beta: float, seed: int) -> Cell:
                 sparsity=float(plan.beta['sparsity']), seed=seed, split='val')
 
 
-def _row(results: list[dict], label: str, **extra: Any) -> dict:
-    """Mean ± std of NDS, mAP, the global sparsity and each modality's sparsity over the results (seeds)."""
+def _row(results: list[dict], label: str, plan: Plan, **extra: Any) -> dict:
+    """Mean ± std of the plan's two metrics, the global sparsity and each modality's sparsity over the results
+    (seeds)."""
     row = dict(label=label, n=len(results), **extra)
-    for name in METRICS:
-        values = [r['metrics'].get(name) for r in results]
+    for name in (plan.primary, plan.secondary):
+        values = [plan.metric(r['metrics'], name) for r in results]
         if values and all(v is not None for v in values):
             s = summarize(values)
             row[name] = dict(mean=s.mean, std=s.std)
@@ -76,13 +78,13 @@ def table(cells: dict, plan: Plan, kind: str, sparsity: float) -> list[dict]:
         dense = [done(cells, Cell('finetune', method='dense', variant='task', seed=s, split='test'))
                  for s in plan.seeds]
         if ('dense', 'task') in plan.finetune_rows():
-            rows.append(_row([r for r in dense if r], METHODS['dense'].label, method='dense', variant='task',
+            rows.append(_row([r for r in dense if r], METHODS['dense'].label, plan, method='dense', variant='task',
                              missing=sum(r is None for r in dense)))
     for method, variant in entries:
         found = [done(cells, Cell(kind, method=method, variant=variant, sparsity=float(sparsity), seed=seed,
                                   split='test')) for seed in _seeds_for(plan, method, kind)]
         label = METHODS[method].label + ('' if variant is None else f', {VARIANTS[variant]}')
-        rows.append(_row([r for r in found if r], label, method=method, variant=variant,
+        rows.append(_row([r for r in found if r], label, plan, method=method, variant=variant,
                          missing=sum(r is None for r in found),
                          seed_free=kind == 'oneshot' and not METHODS[method].needs_curves))
     return rows
@@ -108,21 +110,25 @@ def verdicts(rows: list[dict], *, metric: str = 'NDS', baselines: tuple[str, ...
 
 
 def dense_figures(cells: dict, plan: Plan) -> dict:
+    """The val curve over training (the primary and secondary metric per checkpoint), the dense model on val and
+    test, and whether the primary metric's last gain is under ``dense.plateau_tol``."""
     curve = []
+    primary, secondary = plan.primary, plan.secondary
     for cell_id, record in cells.items():
         spec = record.get('cell', {})
         if spec.get('kind') == 'dense_eval' and spec.get('split') == 'val' and record.get('status') == 'done':
             it = spec.get('iteration') or (dense_curve_iters(plan) if plan.dense else None)
-            curve.append(dict(iteration=it, NDS=record['result']['metrics'].get('NDS'),
-                              mAP=record['result']['metrics'].get('mAP')))
+            metrics = record['result']['metrics']
+            curve.append({'iteration': it, primary: plan.metric(metrics, primary),
+                          secondary: plan.metric(metrics, secondary)})
     curve.sort(key=lambda p: p['iteration'] or 0)
     out = dict(curve=curve, val=done(cells, Cell('dense_eval', split='val')),
                test=done(cells, Cell('dense_eval', split='test')))
     trained = done(cells, Cell('dense_train'))
     if trained and trained.get('modalities'):  # dense.recipe='modalities': its fused vs single-sensor val table
         out['modalities'] = trained['modalities']
-    if len(curve) >= 2 and None not in (curve[-1]['NDS'], curve[-2]['NDS']):
-        gain = curve[-1]['NDS'] - curve[-2]['NDS']
+    if len(curve) >= 2 and None not in (curve[-1][primary], curve[-2][primary]):
+        gain = curve[-1][primary] - curve[-2][primary]
         out['last_gain'] = gain
         out['plateaued'] = gain < float(plan.dense.get('plateau_tol', 0.01))
     return out
@@ -132,7 +138,7 @@ def beta_figures(cells: dict, plan: Plan) -> dict:
     rows = []
     for beta in plan.beta.get('values', []):
         found = [done(cells, beta_cell(plan, float(beta), s)) for s in plan.seeds]
-        rows.append(_row([r for r in found if r], f'β = {beta:g}', beta=float(beta),
+        rows.append(_row([r for r in found if r], f'β = {beta:g}', plan, beta=float(beta),
                          missing=sum(r is None for r in found)))
     chosen, missing = choose_beta(cells, plan) if plan.beta.get('values') else (plan.beta['default'], [])
     return dict(rows=rows, sparsity=plan.beta.get('sparsity'), chosen=chosen, complete=not missing,
@@ -184,6 +190,13 @@ def cut_statement(plan: Plan) -> list[str]:
     return notes
 
 
+def metric_spec(plan: Plan) -> dict:
+    """What the figures' metric names are: ``primary``, ``secondary`` and their ``keys`` in the results' metrics."""
+    names = (plan.primary, plan.secondary)
+    return dict(primary=plan.primary, secondary=plan.secondary,
+                keys={name: (plan.metrics.get('keys') or {}).get(name, name) for name in names})
+
+
 def figures(cells: dict[str, dict], plan: Plan) -> dict:
     """Every figure of the report, as plain data."""
     ft_sparsities = [float(s) for s in plan.finetune.get('sparsities', [])] if plan.finetune_rows() else []
@@ -192,9 +205,9 @@ def figures(cells: dict[str, dict], plan: Plan) -> dict:
     costs = done(cells, Cell('costs', seed=plan.seeds[0]))
     from .robustness import figures as robustness_figures
     return dict(
-        dense=dense_figures(cells, plan), oneshot=oneshot, finetune=finetune,
-        verdicts={'oneshot': {k: verdicts(v) for k, v in oneshot.items()},
-                  'finetune': {k: verdicts(v) for k, v in finetune.items()}},
+        metrics=metric_spec(plan), dense=dense_figures(cells, plan), oneshot=oneshot, finetune=finetune,
+        verdicts={'oneshot': {k: verdicts(v, metric=plan.primary) for k, v in oneshot.items()},
+                  'finetune': {k: verdicts(v, metric=plan.primary) for k, v in finetune.items()}},
         beta=beta_figures(cells, plan), additivity=additivity_figures(cells, plan), costs=costs,
         sizes=size_figures(cells, plan), cut=cut_statement(plan), robustness=robustness_figures(cells, plan),
         failed=sorted(f'{k}: {r.get("error", "")}' for k, r in cells.items() if r.get('status') == 'failed'),

@@ -2,10 +2,11 @@
 
 The cells that evaluate under corruption are the plan's (:meth:`Plan.corrupted`); each stores
 ``result['corrupted'][name] = metrics`` beside its clean metrics. Per corruption the figures hold one row per model
-(the dense model, each selected one-shot method and each finetune row at the selected sparsities) with NDS and mAP
-mean ± std over seeds and the *retention*, corrupted NDS / the dense model's NDS under the same corruption (mean ± std
-of the per-seed ratios; the dense model is one model, so its NDS is a constant divisor). Beside them: the clean NDS
-of the single-sensor model of the sensor that still works (the reference rows), and the verdicts, MMPrune4U against
+(the dense model, each selected one-shot method and each finetune row at the selected sparsities) with the plan's
+primary and secondary metric (NDS and mAP for the nuScenes plan) mean ± std over seeds and the *retention*, corrupted
+primary metric / the dense model's under the same corruption (mean ± std of the per-seed ratios; the dense model is
+one model, so its value is a constant divisor). Beside them: the clean primary metric of the single-sensor model of
+the sensor that still works (the reference rows), and the verdicts, MMPrune4U against
 RD (β = 0) and against the best other baseline on retention. Pure data, no OpenMMLab import (but :func:`problems`,
 which reads the corruption presets).
 """
@@ -17,7 +18,7 @@ from .stats import summarize
 
 KEYS = ('corruptions', 'seed', 'oneshot', 'finetune', 'references')
 REGIMES = {'dense': 'dense model', 'oneshot': 'one-shot', 'finetune': 'finetuned'}
-UNSTABLE = 0.1  # under this share of its clean NDS, the dense model's corrupted NDS is too small a divisor
+UNSTABLE = 0.1  # under this share of its clean primary metric, the dense model's corrupted one is too small a divisor
 
 
 def corrupted_sensor(name: str) -> str:
@@ -104,12 +105,13 @@ def _pct(values) -> str:
     return ', '.join(f'{float(v):.0%}' for v in values)
 
 
-def _corrupted_row(results: list[dict | None], name: str, base: float | None, label: str, **extra) -> dict:
-    """The row of one model under corruption ``name``: NDS / mAP, and retention against ``base`` (the dense
-    model's corrupted NDS), mean ± std over the seeds' results (None: a missing seed)."""
+def _corrupted_row(results: list[dict | None], name: str, base: float | None, label: str, plan: Plan,
+                   **extra) -> dict:
+    """The row of one model under corruption ``name``: the plan's two metrics, and retention against ``base`` (the
+    dense model's corrupted primary metric), mean ± std over the seeds' results (None: a missing seed)."""
     found = [dict(r, metrics=r['corrupted'][name]) for r in results if r and name in r.get('corrupted', {})]
-    row = _row(found, label, missing=len(results) - len(found), **extra)
-    values = [r['metrics'].get('NDS') for r in found]
+    row = _row(found, label, plan, missing=len(results) - len(found), **extra)
+    values = [plan.metric(r['metrics'], plan.primary) for r in found]
     if found and base and None not in values:
         s = summarize([v / base for v in values])
         row['retention'] = dict(mean=s.mean, std=s.std)
@@ -148,22 +150,24 @@ def _label(method: str, variant: str | None) -> str:
 
 def figures(cells: dict[str, dict], plan: Plan) -> dict | None:
     """Per corruption: the rows, the verdicts per (regime, sparsity), the reference of the sensor that still works,
-    and the rows whose NDS falls below it. None without ``robustness``."""
+    and the rows whose primary metric falls below it. None without ``robustness``."""
     if not plan.corruptions():
         return None
     refs = {}
     for sensor in SENSORS:
         result = done(cells, Cell('reference', sensor=sensor, split='test'))
         refs[sensor] = None if result is None else dict(
-            label=f'{SENSORS[sensor]} model (clean)', **{k: result['metrics'].get(k) for k in ('NDS', 'mAP')})
+            label=f'{SENSORS[sensor]} model (clean)',
+            **{k: plan.metric(result['metrics'], k) for k in (plan.primary, plan.secondary)})
     dense = done(cells, Cell('dense_eval', split='test'))
     models = _models(cells, plan)
+    primary = plan.primary
     tables = {}
     for name in plan.corruptions():
         sensor = corrupted_sensor(name)
         corrupted = ((dense or {}).get('corrupted') or {}).get(name) or {}
-        base = corrupted.get('NDS')
-        rows = [_corrupted_row(results, name, base, _label(m, v), regime=regime, sparsity_target=s,
+        base = plan.metric(corrupted, primary)
+        rows = [_corrupted_row(results, name, base, _label(m, v), plan, regime=regime, sparsity_target=s,
                                method=None if m == 'dense_model' else m, variant=v,
                                seed_free=m == 'dense_model' or (regime == 'oneshot' and not METHODS[m].needs_curves))
                 for regime, s, m, v, results in models]
@@ -178,11 +182,11 @@ def figures(cells: dict[str, dict], plan: Plan) -> dict | None:
                                    others=verdicts(group, metric='retention',
                                                    baselines=tuple(b for b in BASELINES if b != 'rd'))))
         reference = refs[other_sensor(sensor)]
-        below = [] if not reference or reference['NDS'] is None else [
+        below = [] if not reference or reference[primary] is None else [
             r['label'] + ('' if r['sparsity_target'] is None else f' ({REGIMES[r["regime"]]} '
-                          f'{r["sparsity_target"]:.0%})') for r in rows if 'NDS' in r
-            and r['NDS']['mean'] < reference['NDS']]
-        clean = None if dense is None else dense['metrics'].get('NDS')
+                          f'{r["sparsity_target"]:.0%})') for r in rows if primary in r
+            and r[primary]['mean'] < reference[primary]]
+        clean = None if dense is None else plan.metric(dense['metrics'], primary)
         tables[name] = dict(sensor=sensor, reference_sensor=other_sensor(sensor), reference=reference,
                             dense_clean=clean, dense_corrupted=base,
                             unstable=base is not None and bool(clean) and base < UNSTABLE * clean,
