@@ -78,11 +78,75 @@ def test_plan_validation(change, message):
 
 
 def test_shipped_plans_parse():
-    for name in ('bevfusion-lite_cpu.py', 'quick.py'):
+    for name in ('bevfusion-lite_cpu.py', 'quick.py', 'minkunet-pixelfusion_cpu.py', 'minkunet_cpu.py', 'quick_seg.py'):
         plan = Plan.from_file(REPO / 'configs' / 'benchmark' / name)
-        assert len(plan.hook['grid']) - 1 >= (20 if name == 'bevfusion-lite_cpu.py' else 3)
-    full = Plan.from_file(REPO / 'configs' / 'benchmark' / 'bevfusion-lite_cpu.py')
-    assert len(full.seeds) >= 3 and full.sparsities == [0.5, 0.7, 0.8, 0.9] and len(full.methods) == 8
+        assert len(plan.hook['grid']) - 1 >= (3 if name.startswith('quick') else 20)
+    for name in ('bevfusion-lite_cpu.py', 'minkunet-pixelfusion_cpu.py', 'minkunet_cpu.py'):
+        full = Plan.from_file(REPO / 'configs' / 'benchmark' / name)
+        assert len(full.seeds) >= 3 and full.sparsities == [0.5, 0.7, 0.8, 0.9] and len(full.methods) == 8
+        assert full.beta['choose_on_val'] and full.finetune_rows()[0] == ('dense', 'task')
+
+
+def test_segmentor_plans_report_miou_and_plan_their_cells():
+    nus = Plan.from_file(REPO / 'configs/benchmark/bevfusion-lite_cpu.py')
+    assert nus.metrics == dict(primary='NDS', secondary='mAP')  # the default: the nuScenes plan is unchanged
+    fused = Plan.from_file(REPO / 'configs/benchmark/minkunet-pixelfusion_cpu.py')
+    lidar = Plan.from_file(REPO / 'configs/benchmark/minkunet_cpu.py')
+    for p in (fused, lidar):
+        assert (p.primary, p.secondary) == ('mIoU', 'acc') and p.metric({'miou': 0.4, 'acc': 0.9}, 'mIoU') == 0.4
+        assert p.synthetic['kind'] == 'semantickitti' and p.robustness is None
+        assert p.splits['val'] != p.splits['test']
+        cells = expand(p, train_dense=True)
+        ids = [c.id for c in cells]
+        # the plateau curve: checkpoints every 500 of the 2000 iterations on val, then the final model on val and test
+        assert ids[:6] == ['dense_train', 'dense_eval/iter500/val', 'dense_eval/iter1000/val',
+                           'dense_eval/iter1500/val', 'dense_eval/val', 'dense_eval/test']
+        kinds = {k: sum(c.kind == k for c in cells) for k in dict.fromkeys(c.kind for c in cells)}
+        # 5 seed-free methods x 4 sparsities + 3 calibrated ones x 4 x 3 seeds; 6 finetune rows at 90% x 3 seeds
+        assert kinds == dict(dense_train=1, dense_eval=5, curves=3, beta=18, oneshot=5 * 4 + 3 * 4 * 3, additivity=3,
+                             costs=1, finetune=3 * (1 + 5))
+    assert set(fused.hook['modalities']) == {'camera', 'lidar', 'fusion'} and set(lidar.hook['modalities']) == {'lidar'}
+    assert lidar.hook['taps'] == dict(lidar='backbone') and lidar.config != fused.config
+
+
+def test_segmentor_splits_swap_the_test_info_pkl_and_runs_skip_validation(tmp_path):
+    pytest.importorskip('mmdet3d')
+    from _bench.configs import ConfigFactory
+    p = Plan.from_file(REPO / 'configs/benchmark/minkunet-pixelfusion_cpu.py')
+    f = ConfigFactory(p, str(REPO / p.config), tmp_path)
+    for split in ('val', 'test'):
+        dataset = f.evaluation(split).test_dataloader.dataset
+        assert dataset.ann_file == f'semantickitti_infos_{split}.pkl' and dataset.data_root == p.synthetic['root'] + '/'
+    train = f.dense_train()
+    assert train.val_cfg is None and train.val_dataloader is None and train.train_cfg.max_iters == p.dense['iters']
+    assert train.default_hooks.checkpoint.interval == p.dense['eval_every']
+    hook = f.pruning('mmprune4u_local', 0.8, 0, beta=1.0).default_hooks.mmprune4u
+    assert hook.taps == dict(camera='img_neck', lidar='backbone') and hook.calib_batches == 1
+    assert hook.calib_dataloader.dataset.ann_file == 'semantickitti_infos_train.pkl'
+
+
+@pytest.mark.parametrize('metrics, message', [
+    (dict(primary='mIoU'), '`secondary` must be a metric name'),
+    (dict(primary='mIoU', secondary='mIoU'), 'must differ'),
+    (dict(primary='mIoU', secondary='acc', keys=dict(miou='mIoU')), "`keys` names \\['miou'\\], which are neither"),
+    (dict(primary='mIoU', secondary='acc', key=dict(mIoU='miou')), "unknown key 'key'"),
+    ('mIoU', 'must be a dict'),
+])
+def test_metrics_validation(metrics, message):
+    with pytest.raises(ValueError, match='`metrics` is invalid: .*' + message):
+        small_plan(metrics=metrics).validate()
+
+
+@pytest.mark.parametrize('synthetic, message', [
+    (dict(kind='kitti', root='d'), "`kind` must be one of \\['nuscenes', 'semantickitti'\\], but got kind: 'kitti'"),
+    (dict(kind='semantickitti', root='d', num_train=3), "unknown key 'num_train' for kind 'semantickitti'"),
+    (dict(kind='semantickitti', root='d', splits=dict(train=[0, 8], val=[8], test=[11])), 'disjoint sequences'),
+    (dict(kind='semantickitti', root='d', splits=dict(train=[0], test=[11])), 'train, val and test'),
+    (dict(kind='semantickitti'), '`root` must name the data folder'),
+])
+def test_synthetic_validation(synthetic, message):
+    with pytest.raises(ValueError, match='`synthetic` is invalid: .*' + message):
+        small_plan(synthetic=synthetic).validate()
 
 
 ROBUST = dict(corruptions=['lidar_beams_1/4', 'camera_all_black'], seed=3,
@@ -243,6 +307,18 @@ def test_progress_line_shows_position_and_eta(tmp_path):
     assert lines[0].startswith('[bench 1/3] oneshot global magnitude 50% seed-free on test: done in 10s: NDS 0.5000')
     assert lines[0].endswith('ETA 20s')  # two cells left at the measured 10 s each (not the 100 s default)
     assert lines[-1].endswith('ETA 0s')
+
+
+def test_progress_line_shows_the_plans_metrics(tmp_path):
+    class SegExecutor(FakeExecutor):
+        def run(self, cell, out, results):
+            return dict(metrics=dict(miou=0.4, acc=0.9, acc_cls=0.5))
+    cells = [Cell('oneshot', method='global', sparsity=0.5, split='test')]
+    store, lines = CellStore(tmp_path), []
+    progress = Progress(cells, store, {}, write=lines.append, metrics=dict(primary='mIoU', secondary='acc',
+                                                                           keys=dict(mIoU='miou')))
+    run_cells(cells, store, SegExecutor(), progress)
+    assert ': mIoU 0.4000, acc 0.9000 |' in lines[0] and 'NDS' not in lines[0]
 
 
 def test_eta_counts_stored_results_as_stale_once_they_turn_out_stale(tmp_path):

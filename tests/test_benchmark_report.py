@@ -269,3 +269,85 @@ def test_markdown_shows_the_dense_recipe_table():
     assert '| lidar-camera (stage 2) | 0.3512 | 0.3000 | – | – | – |' in text
     assert '| camera (stage 2) | 0.1897 | – | – | – | – |' in text
     assert 'Trained by `tools/compare_modalities.py`' not in markdown.render(meta, report.figures(records(p), p), {})
+
+
+SEG_METRICS = dict(primary='mIoU', secondary='acc', keys=dict(mIoU='miou'))
+
+
+def seg_plan() -> Plan:
+    return Plan(config='c.py', seeds=[0, 1], splits={'val': {'a': 'v'}, 'test': {'a': 't'}}, sparsities=[0.8],
+                methods=['global', 'rd', 'mmprune4u_local'], metrics=SEG_METRICS,
+                synthetic=dict(kind='semantickitti', root='d'),
+                beta=dict(values=[0, 1, 3], sparsity=0.8, choose_on_val=True, default=1.0),
+                dense=dict(iters=4, eval_every=2, plateau_tol=0.01), lsi_loss=dict(type='LogSobolevLoss'),
+                finetune=dict(sparsities=[0.8], rows=[('dense', 'task'), ('mmprune4u_local', 'task')]))
+
+
+def seg_result(miou, acc=0.9, sparsity=0.8, **extra):
+    """SegMetric's keys as the cells store them (tools/test.py's short names), with a per-class IoU."""
+    return dict(metrics=dict(miou=miou, acc=acc, acc_cls=0.5, car=0.7), sparsity=sparsity,
+                by_modality=dict(camera=0.9, lidar=0.5, fusion=0.2), **extra)
+
+
+def seg_records() -> dict:
+    """β = 3 has the best mean val mIoU (0.42) but the worst acc; β = 0 the best acc. One-shot: MMPrune4U 0.40 ± 0
+    vs RD 0.35, 0.37 (the best baseline, mean 0.36)."""
+    out = {}
+
+    def put(cell, res):
+        out[cell.id] = dict(status='done', key='k', cell=cell.spec(), seconds=1.0, result=res)
+    put(Cell('dense_eval', iteration=2, split='val'), seg_result(0.30, acc=0.80))
+    put(Cell('dense_eval', split='val'), seg_result(0.36, acc=0.85))  # still improving: +0.06 > plateau_tol
+    put(Cell('dense_eval', split='test'), seg_result(0.45, acc=0.88))
+    size = dict(dense_bytes=1000, sparse_bytes=280, ratio=0.28)
+    put(Cell('oneshot', method='global', sparsity=0.8, split='test'), seg_result(0.20, size=size))
+    for seed in (0, 1):
+        put(Cell('oneshot', method='rd', sparsity=0.8, seed=seed, split='test'), seg_result(0.35 + 0.02 * seed, size=size))
+        put(Cell('oneshot', method='mmprune4u_local', sparsity=0.8, seed=seed, split='test'), seg_result(0.40, size=size))
+        for beta, (miou, acc) in {0: (0.30, 0.95), 1: (0.40, 0.90), 3: (0.42, 0.80)}.items():
+            put(report.beta_cell(seg_plan(), float(beta), seed), seg_result(miou + 0.01 * seed, acc=acc))
+        put(Cell('finetune', method='dense', variant='task', seed=seed, split='test'), seg_result(0.46, sparsity=0.0))
+        put(Cell('finetune', method='mmprune4u_local', variant='task', sparsity=0.8, seed=seed, split='test'),
+            seg_result(0.43))
+    return out
+
+
+def test_a_segmentor_plan_reports_miou_and_acc():
+    p = seg_plan()
+    cells = seg_records()
+    assert report.choose_beta(cells, p) == (3.0, [])  # the best mean val mIoU, not acc (β = 0) nor the default (1)
+    fig = report.figures(cells, p)
+    assert fig['metrics'] == dict(primary='mIoU', secondary='acc', keys=dict(mIoU='miou', acc='acc'))
+    rows = {r['method']: r for r in fig['oneshot']['0.8']}
+    assert rows['rd']['mIoU']['mean'] == pytest.approx(0.36) and rows['rd']['acc'] == dict(mean=0.9, std=0.0)
+    assert not any('NDS' in r or 'mAP' in r for r in rows.values())
+    (v,) = fig['verdicts']['oneshot']['0.8']
+    assert v['best_baseline'] == 'RD (β = 0)' and v['wins'] and v['gap'] == pytest.approx(0.04) and v['beyond_std']
+    assert fig['dense']['curve'] == [dict(iteration=2, mIoU=0.30, acc=0.80), dict(iteration=4, mIoU=0.36, acc=0.85)]
+    assert fig['dense']['last_gain'] == pytest.approx(0.06) and not fig['dense']['plateaued']
+    assert fig['beta']['chosen'] == 3.0 and [r['mIoU']['mean'] for r in fig['beta']['rows']] == \
+        pytest.approx([0.305, 0.405, 0.425])
+
+
+def test_segmentor_markdown_and_plots_say_miou_never_nds(tmp_path):
+    p = seg_plan()
+    meta = dict(command='python tools/benchmark.py --plan configs/benchmark/minkunet-pixelfusion_cpu.py', date='d',
+                machine='m', config='c.py', checkpoint='x', plan=plan_summary(p), hours=0.1)
+    docs = tmp_path / 'benchmarks.md'
+    benchmark.write_outputs(meta, seg_records(), p, docs)
+    text = docs.read_text()
+    for needle in ('| method | mIoU | acc | sparsity | camera sparsity | lidar sparsity | fusion sparsity | seeds |',
+                   '| RD (β = 0) | 0.360 ± 0.014 | 0.900 ± 0.000 | 0.800 |',
+                   '| iteration | val mIoU | val acc |', '| 2 | 0.3000 | 0.8000 |',
+                   'Last gain in val mIoU: +0.0600: **not plateaued**', 'Dense on test: mIoU 0.4500, acc 0.8800.',
+                   'beats the best baseline (RD (β = 0)) on mIoU: +0.0400, by more than one std.',
+                   'β used for the MMPrune4U rows: 3 (best mean val mIoU).',
+                   'on **test** (held-out sequences of the generated set)', '![miou_vs_sparsity]('):
+        assert needle in text, needle
+    assert 'NDS' not in text and 'mAP' not in text
+    plots = tmp_path / 'benchmarks'
+    assert {f.name for f in plots.iterdir()} >= {'miou_vs_sparsity.png', 'beta_sweep.png', 'dense_curve.png'}
+    assert not (plots / 'nds_vs_sparsity.png').exists()
+    docs.unlink()  # --report-only rebuilds the same docs from the json (the plan, metrics included, is in its meta)
+    benchmark.main(['--report-only', '--docs', str(docs), '--plan', 'configs/benchmark/quick_seg.py'])
+    assert docs.read_text() == text
