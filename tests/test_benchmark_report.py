@@ -302,8 +302,10 @@ def seg_records() -> dict:
     size = dict(dense_bytes=1000, sparse_bytes=280, ratio=0.28)
     put(Cell('oneshot', method='global', sparsity=0.8, split='test'), seg_result(0.20, size=size))
     for seed in (0, 1):
-        put(Cell('oneshot', method='rd', sparsity=0.8, seed=seed, split='test'), seg_result(0.35 + 0.02 * seed, size=size))
-        put(Cell('oneshot', method='mmprune4u_local', sparsity=0.8, seed=seed, split='test'), seg_result(0.40, size=size))
+        put(Cell('oneshot', method='rd', sparsity=0.8, seed=seed, split='test'),
+            seg_result(0.35 + 0.02 * seed, size=size))
+        put(Cell('oneshot', method='mmprune4u_local', sparsity=0.8, seed=seed, split='test'),
+            seg_result(0.40, size=size))
         for beta, (miou, acc) in {0: (0.30, 0.95), 1: (0.40, 0.90), 3: (0.42, 0.80)}.items():
             put(report.beta_cell(seg_plan(), float(beta), seed), seg_result(miou + 0.01 * seed, acc=acc))
         put(Cell('finetune', method='dense', variant='task', seed=seed, split='test'), seg_result(0.46, sparsity=0.0))

@@ -1,4 +1,4 @@
-"""Segmentor plan of tools/benchmark.py (issue 10): the LiDAR-camera MinkUNetPixelFusion on synthetic SemanticKITTI, CPU.
+"""Segmentor plan of tools/benchmark.py (issue 10): LiDAR-camera MinkUNetPixelFusion on synthetic SemanticKITTI, CPU.
 
     .venv/bin/python tools/benchmark.py --plan configs/benchmark/minkunet-pixelfusion_cpu.py
 

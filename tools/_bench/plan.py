@@ -281,8 +281,8 @@ RECIPE_CHECKPOINT = 'dense_recipe'  # references.<sensor>.checkpoint: that senso
 
 
 def dense_curve_iters(plan: Plan) -> int:
-    """Iterations of the run whose val primary metric makes the plateau curve: the plain run's, or the fused model's stage 2
-    (``recipe='modalities'``: tools/compare_modalities.py, whose stage 2 trains the fused model from the two
+    """Iterations of the run whose val primary metric makes the plateau curve: the plain run's, or the fused model's
+    stage 2 (``recipe='modalities'``: tools/compare_modalities.py, whose stage 2 trains the fused model from the two
     single-sensor ones)."""
     return int(plan.dense['iters2'] if plan.dense.get('recipe') == 'modalities' else plan.dense['iters'])
 

@@ -123,7 +123,8 @@ def beta_sweep(fig: dict, path: Path) -> Path | None:
     f, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     xs = [r['beta'] for r in rows]
     a1.errorbar(xs, [r[metric]['mean'] for r in rows], yerr=[r[metric]['std'] for r in rows], marker='o', capsize=3)
-    a1.set(xscale='symlog', xlabel='β', ylabel=f'val {metric}', title=f'β sweep, one-shot {fig["beta"]["sparsity"]:.0%}')
+    a1.set(xscale='symlog', xlabel='β', ylabel=f'val {metric}',
+           title=f'β sweep, one-shot {fig["beta"]["sparsity"]:.0%}')
     a1.set_xscale('symlog', linthresh=0.1)
     for m in MODALITY_ORDER:
         if all(m in r.get('modalities', {}) for r in rows):
@@ -156,8 +157,8 @@ def dense_curve(fig: dict, path: Path) -> Path | None:
 
 
 def retention(fig: dict, path: Path) -> Path | None:
-    """Retention (corrupted primary metric / the dense model's corrupted one) per corruption, one bar per model, one panel per
-    regime (one-shot, finetuned); error bars are the std over seeds."""
+    """Retention (corrupted primary metric / the dense model's corrupted one) per corruption, one bar per model, one
+    panel per regime (one-shot, finetuned); error bars are the std over seeds."""
     plt = _plt()
     tables = (fig.get('robustness') or {}).get('tables') or {}
     names = list(tables)

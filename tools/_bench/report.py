@@ -21,8 +21,8 @@ def done(cells: dict[str, dict], cell: Cell) -> dict | None:
 
 
 def choose_beta(cells: dict[str, dict], plan: Plan) -> tuple[float, list[str]]:
-    """β with the best mean val primary metric (``plan.primary``) over seeds in the sweep; ties go to the plan's default β, then to the smallest.
-    Returns (β, ids of missing sweep cells)."""
+    """β with the best mean val primary metric (``plan.primary``) over seeds in the sweep; ties go to the plan's
+    default β, then to the smallest. Returns (β, ids of missing sweep cells)."""
     means, missing = {}, []
     for beta in plan.beta['values']:
         values = []
