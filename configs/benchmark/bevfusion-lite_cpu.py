@@ -1,6 +1,7 @@
 """Default plan of tools/benchmark.py (`make bench`): BEVFusion-Lite tiny on the synthetic nuScenes-format set, CPU.
 
-Fill these args: ``config`` (the dense model config), ``hook`` (MMPrune4UHook settings shared by every method:
+Fill these args: ``config`` (the dense model config), ``metrics`` (the primary and secondary figure of every table;
+``keys`` where the evaluator logs them under other names), ``hook`` (MMPrune4UHook settings shared by every method:
 modality patterns, taps, grid, estimator), ``seeds`` (>= 3), ``sparsities``, ``finetune`` (rows, sparsities, the
 equal budget of every row), ``splits`` (val: where beta is chosen; test: where every table is reported),
 ``robustness`` (degraded sensors: the corruptions, and which one-shot / finetuned models are evaluated under them),
@@ -11,6 +12,7 @@ test evaluation per corruption to the dense test cell and to each selected cell 
 """
 name = 'benchmark'
 config = 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py'
+metrics = dict(primary='NDS', secondary='mAP')  # SyntheticNuScenesMetric's (the default)
 synthetic = dict(root='data/synthetic_nuscenes', num_train=200, num_val=40,
                  test_root='data/synthetic_nuscenes_test', test_seed=1, num_test=40)
 _test = 'data/synthetic_nuscenes_test/'
