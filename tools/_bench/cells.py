@@ -16,7 +16,8 @@ import traceback
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
-from .plan import DEFAULT_METRICS, Cell, metric_value
+from .metrics import DEFAULT_METRICS, metric_value
+from .plan import Cell
 
 RESULT = 'result.json'
 

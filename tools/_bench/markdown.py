@@ -4,8 +4,8 @@ The metric columns and words are the figures' (``figures['metrics']``: the plan'
 """
 from __future__ import annotations
 
-from .plan import DEFAULT_METRICS, metric_value
-from .report import MODALITY_ORDER
+from .metrics import metric_value
+from .report import MODALITY_ORDER, metric_names
 from .robustness import UNSTABLE
 
 GOALS = dict(memo=5.0, fisher=50.0, mask=0.03, lsi=0.20, size=0.30)
@@ -24,12 +24,6 @@ def _ms(entry: dict | None, n: int) -> str:
 def _modalities(rows: list[dict]) -> list[str]:
     found = {m for r in rows for m in r.get('modalities', {})}
     return [m for m in MODALITY_ORDER if m in found] + sorted(found - set(MODALITY_ORDER))
-
-
-def _names(fig: dict) -> tuple[str, str]:
-    """(primary, secondary) metric names of the figures."""
-    spec = fig.get('metrics') or DEFAULT_METRICS
-    return spec['primary'], spec['secondary']
 
 
 def metric_table(rows: list[dict], metrics: tuple[str, str] = ('NDS', 'mAP')) -> list[str]:
@@ -179,7 +173,7 @@ def costs_lines(costs: dict | None, sizes: list[dict]) -> list[str]:
 
 def render(meta: dict, fig: dict, plots: dict[str, str]) -> str:
     plan = meta['plan']
-    names = _names(fig)
+    names = metric_names(fig)
     p, q = names
     held_out = ('held-out sequences of the generated set'
                 if (plan.get('synthetic') or {}).get('kind') == 'semantickitti' else 'another generated set')

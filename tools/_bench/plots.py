@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .plan import DEFAULT_METRICS, metric_value
-from .report import MODALITY_ORDER
+from .metrics import DEFAULT_METRICS, metric_value
+from .report import MODALITY_ORDER, metric_names
 
 
 def _plt():
@@ -19,14 +19,9 @@ def _plt():
     return plt
 
 
-def _names(fig: dict) -> tuple[str, str]:
-    spec = fig.get('metrics') or DEFAULT_METRICS
-    return spec['primary'], spec['secondary']
-
-
 def metric_vs_sparsity(fig: dict, path: Path) -> Path | None:
     plt = _plt()
-    metric = _names(fig)[0]
+    metric = metric_names(fig)[0]
     regimes = [(k, fig[k]) for k in ('oneshot', 'finetune') if fig.get(k)]
     if not regimes:
         return None
@@ -54,7 +49,7 @@ def metric_vs_sparsity(fig: dict, path: Path) -> Path | None:
 
 def _dense_reference(fig: dict, regime: str) -> tuple[str, float] | None:
     """The dense model's test primary metric (one-shot) or the equal-budget dense finetune's mean (finetuned)."""
-    metric = _names(fig)[0]
+    metric = metric_names(fig)[0]
     if regime == 'oneshot':
         test = (fig.get('dense') or {}).get('test')
         value = None if not test else metric_value(test['metrics'], fig.get('metrics') or DEFAULT_METRICS, metric)
@@ -116,7 +111,7 @@ def additivity(fig: dict, path: Path) -> Path | None:
 
 def beta_sweep(fig: dict, path: Path) -> Path | None:
     plt = _plt()
-    metric = _names(fig)[0]
+    metric = metric_names(fig)[0]
     rows = [r for r in fig.get('beta', {}).get('rows', []) if metric in r]
     if not rows:
         return None
@@ -140,7 +135,7 @@ def beta_sweep(fig: dict, path: Path) -> Path | None:
 
 def dense_curve(fig: dict, path: Path) -> Path | None:
     plt = _plt()
-    primary, secondary = _names(fig)
+    primary, secondary = metric_names(fig)
     curve = [p for p in fig.get('dense', {}).get('curve', []) if p.get(primary) is not None]
     if len(curve) < 2:
         return None
@@ -183,7 +178,7 @@ def retention(fig: dict, path: Path) -> Path | None:
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))])
         ax.set_xticklabels(names, rotation=30, ha='right', fontsize=7)
         ax.set(title=f'{"one-shot" if regime == "oneshot" else "finetuned"} (test)',
-               ylabel=f'retention vs dense ({_names(fig)[0]} ratio)')
+               ylabel=f'retention vs dense ({metric_names(fig)[0]} ratio)')
         ax.legend(fontsize=6, ncol=2)
     f.tight_layout()
     f.savefig(path, dpi=110)
@@ -200,7 +195,7 @@ def plot_name(name: str, fig: dict) -> str:
     ``mIoU`` -> ``miou_vs_sparsity``)."""
     if name != 'metric_vs_sparsity':
         return name
-    return re.sub(r'[^a-z0-9]+', '_', _names(fig)[0].lower()).strip('_') + '_vs_sparsity'
+    return re.sub(r'[^a-z0-9]+', '_', metric_names(fig)[0].lower()).strip('_') + '_vs_sparsity'
 
 
 def write_all(fig: dict, folder: Path) -> dict[str, Path]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .metrics import DEFAULT_METRICS
 from .plan import BASELINES, METHODS, VARIANTS, Cell, Plan, dense_curve_iters
 from .stats import summarize
 
@@ -195,6 +196,12 @@ def metric_spec(plan: Plan) -> dict:
     names = (plan.primary, plan.secondary)
     return dict(primary=plan.primary, secondary=plan.secondary,
                 keys={name: (plan.metrics.get('keys') or {}).get(name, name) for name in names})
+
+
+def metric_names(fig: dict) -> tuple[str, str]:
+    """(primary, secondary) metric names of the figures (NDS, mAP for figures without ``metrics``)."""
+    spec = fig.get('metrics') or DEFAULT_METRICS
+    return spec['primary'], spec['secondary']
 
 
 def figures(cells: dict[str, dict], plan: Plan) -> dict:
