@@ -2,7 +2,8 @@
 
 Splits: train = sequences 0-7, 9, 10; val = 8 (choose settings here); test = 11-13 (the tables). mmdet3d's
 ``SemanticKittiDataset`` with its label mapping and ``SegMetric``; the flip + rotation augmentation of mmdet3d's
-SemanticKITTI base (the zoo's LaserMix / PolarMix is left out). Models inherit this beside their mmdet3d model base.
+SemanticKITTI base (the zoo's LaserMix / PolarMix is left out). ``camera_*_pipeline``: the same with the front
+image, for LiDAR-camera models. Models inherit this beside their mmdet3d model base.
 """
 _base_ = ['mmdet3d::_base_/datasets/semantickitti.py', 'mmdet3d::_base_/default_runtime.py']
 custom_imports = dict(imports=['mmprune4u_plugin'], allow_failed_imports=False)
@@ -17,6 +18,13 @@ augment_steps = [
          translation_std=[0.1, 0.1, 0.1])]
 train_pipeline = load_steps + augment_steps + [dict(type='Pack3DDetInputs', keys=['points', 'pts_semantic_mask'])]
 test_pipeline = load_steps + [dict(type='Pack3DDetInputs', keys=['points', 'pts_semantic_mask'])]
+# for LiDAR-camera models: the front image (CAM2) too, with its cam2img / lidar2cam in the metainfo. It is loaded after
+# the 3D augmentation: RandomFlip3D would otherwise flip the image at random on its own (whatever sync_2d says), and
+# the models undo the points' augmentation from the metainfo (transformation_3d_flow) before they project them.
+load_image = dict(type='LoadMultiViewImageFromFiles', to_float32=True, num_views=1)
+camera_pack = dict(type='Pack3DDetInputs', keys=['points', 'img', 'pts_semantic_mask'])
+camera_train_pipeline = load_steps + augment_steps + [load_image, camera_pack]
+camera_test_pipeline = load_steps + [load_image, camera_pack]
 split = dict(type='SemanticKittiDataset', data_root=data_root, metainfo={{_base_.metainfo}}, backend_args=None)
 train_dataloader = dict(
     _delete_=True, batch_size=2, num_workers=1, persistent_workers=True,
