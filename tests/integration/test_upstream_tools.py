@@ -30,7 +30,8 @@ PP_PLAIN = 'pointpillars/pointpillars_tiny_8xb1-short_kitti-sample.py'
 # masks survive optimizer steps, which keeps the runs short. PointPillars runs exactly as shipped (MMPrune4U, exact
 # curves, 4 iterations); test_shipped_configs_as_shipped (slow, `make test-all`) runs every config so.
 LAMP = ('default_hooks.mmprune4u.allocator=lamp',)
-CPU_CONFIGS = {  # shipped pruning config -> (sample data or None: synthetic, --cfg-options of the short run)
+SYNTHETIC_NUS, SYNTHETIC_SKITTI = None, 'synthetic-semantickitti'  # generated in the run's directory
+CPU_CONFIGS = {  # shipped pruning config -> (sample data or a synthetic set, --cfg-options of the short run)
     PP: ('kitti-sample', ()),
     'mvxnet/mmprune4u-70_mvxnet_tiny_8xb1-short_kitti-sample.py': ('kitti-sample', LAMP + ('train_cfg.max_iters=1',)),
     'centerpoint/mmprune4u-70_centerpoint_tiny_8xb1-short_nus-sample.py':
@@ -40,9 +41,28 @@ CPU_CONFIGS = {  # shipped pruning config -> (sample data or None: synthetic, --
     'semantickitti/mmprune4u-70_cylinder3d_tiny_8xb1-short_semantickitti-sample.py':
         ('semantickitti-sample', LAMP + ('train_cfg.max_iters=2',)),
     'demo/mmprune4u-70_bevfusion-lite_tiny_demo_synthetic-nus.py':
-        (None, LAMP + ('train_cfg.max_iters=1', 'train_dataloader.dataset.times=1')),
+        (SYNTHETIC_NUS, LAMP + ('train_cfg.max_iters=1', 'train_dataloader.dataset.times=1')),
+    'semantickitti/mmprune4u-70_minkunet_small_spconv_1xb2-2k_synthetic-semantickitti.py':
+        (SYNTHETIC_SKITTI, LAMP + ('train_cfg.max_iters=2',)),
+    'semantickitti/mmprune4u-70_cylinder3d_small_1xb2-2k_synthetic-semantickitti.py':
+        (SYNTHETIC_SKITTI, LAMP + ('train_cfg.max_iters=1',)),
 }
-GPU_CONFIGS = sorted(p.relative_to(CONFIGS).as_posix() for p in (CONFIGS / 'bevfusion').glob('mmprune4u-*.py'))
+GPU_CONFIGS = sorted([p.relative_to(CONFIGS).as_posix() for p in (CONFIGS / 'bevfusion').glob('mmprune4u-*.py')] +
+                     ['minkunet/mmprune4u-70_minkunet34_w32_spconv_8xb2-laser-polar-mix-3x_semantickitti.py',
+                      'cylinder3d/mmprune4u-70_cylinder3d_4xb4-3x_semantickitti.py'])  # full size: GPU, real data
+
+
+def sparsity_variants() -> dict:
+    """Shipped configs that only restate another one's sparsity (``mmprune4u-50_*`` of ``mmprune4u-70_*``): name ->
+    the config they inherit. Their launch path is the inherited one's."""
+    out = {}
+    for path in CONFIGS.rglob('mmprune4u-*.py'):
+        m = re.fullmatch(r"\"\"\"[^\n]*\"\"\"\n_base_ = \['\./(mmprune4u-70_[^']+)'\]\n"
+                         r"default_hooks = dict\(mmprune4u=dict\(sparsity=0\.\d+\)\)\n", path.read_text())
+        if m:
+            inherited = path.parent.relative_to(CONFIGS) / m.group(1)
+            out[path.relative_to(CONFIGS).as_posix()] = inherited.as_posix()
+    return out
 
 
 def upstream(tool: str, *args, cwd: Path, launcher=(), timeout: int = 1200, **env) -> subprocess.CompletedProcess:
@@ -86,6 +106,17 @@ def write_config(path: Path, text: str) -> Path:
     return path
 
 
+def synthetic_data(kind, root: Path) -> None:
+    """The synthetic set a config reads (relative ``data/...`` roots), tiny, under ``root``."""
+    if kind == SYNTHETIC_SKITTI:  # one scan per split, a sparser LiDAR and a smaller image
+        ok(subprocess.run([sys.executable, str(REPO / 'tools/create_synthetic_semantickitti.py'), '--out-dir',
+                           str(root / 'data' / 'synthetic_semantickitti'), '--frames', '1', '--azimuth-steps', '256',
+                           '--image-scale', '0.25', '--train-seqs', '0', '--val-seqs', '8', '--test-seqs', '11'],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600))
+    else:
+        synthetic_nuscenes(root)
+
+
 def synthetic_nuscenes(root: Path) -> None:
     """Two train scenes and one val scene of the demo's synthetic set under ``root/data/synthetic_nuscenes``."""
     ok(subprocess.run([sys.executable, str(REPO / 'tools/create_synthetic_nuscenes.py'), '--out-dir',
@@ -104,7 +135,10 @@ def pp_run(tmp_path_factory):
 
 def test_every_shipped_pruning_config_is_covered():
     shipped = {p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob('mmprune4u-*.py')}
-    assert shipped == set(CPU_CONFIGS) | set(GPU_CONFIGS) and len(GPU_CONFIGS) == 8
+    variants = sparsity_variants()
+    assert shipped == set(CPU_CONFIGS) | set(GPU_CONFIGS) | set(variants) and len(GPU_CONFIGS) == 10
+    assert set(variants.values()) <= set(CPU_CONFIGS) | set(GPU_CONFIGS)
+    assert len(variants) >= 12 and all(v.startswith(('semantickitti/', 'minkunet/', 'cylinder3d/')) for v in variants)
 
 
 @pytest.mark.parametrize('config', sorted(CPU_CONFIGS))
@@ -113,8 +147,8 @@ def test_shipped_config_prunes_under_upstream_train(config, tmp_path, request):
     if config == PP:
         work_dir, out = request.getfixturevalue('pp_run')
     else:
-        if data is None:
-            synthetic_nuscenes(tmp_path)
+        if data in (SYNTHETIC_NUS, SYNTHETIC_SKITTI):
+            synthetic_data(data, tmp_path)
         else:
             require_sample(data)
         work_dir = tmp_path / 'w'
@@ -129,8 +163,9 @@ def test_shipped_config_prunes_under_upstream_train(config, tmp_path, request):
 def test_shipped_configs_as_shipped(config, tmp_path):
     """Each config with its own allocator, estimator and schedule (MVX-Net's exact curves take many minutes)."""
     data, options = CPU_CONFIGS[config]
-    synthetic_nuscenes(tmp_path) if data is None else require_sample(data)
-    options = ['--cfg-options', *options[len(LAMP):]] if data is None else []  # the demo: 1 iteration, 2 scenes
+    synthetic_data(data, tmp_path) if data in (SYNTHETIC_NUS, SYNTHETIC_SKITTI) else require_sample(data)
+    # the demo: 1 iteration, 2 scenes; the synthetic SemanticKITTI ones: their short runs
+    options = ['--cfg-options', *options[len(LAMP):]] if data in (SYNTHETIC_NUS, SYNTHETIC_SKITTI) else []
     out = ok(upstream('train', CONFIGS / config, '--work-dir', tmp_path / 'w', *options, cwd=tmp_path))
     assert 'MMPrune4U round 1/1' in out
     sparsity = checkpoint_sparsity(CONFIGS / config, last_checkpoint(tmp_path / 'w'))
