@@ -46,6 +46,8 @@ CPU_CONFIGS = {  # shipped pruning config -> (sample data or a synthetic set, --
         (SYNTHETIC_SKITTI, LAMP + ('train_cfg.max_iters=2',)),
     'semantickitti/mmprune4u-70_cylinder3d_small_1xb2-2k_synthetic-semantickitti.py':
         (SYNTHETIC_SKITTI, LAMP + ('train_cfg.max_iters=1',)),
+    'semantickitti/mmprune4u-70_minkunet-pixelfusion_small_1xb2-2k_synthetic-semantickitti.py':
+        (SYNTHETIC_SKITTI, LAMP + ('train_cfg.max_iters=2',)),
 }
 GPU_CONFIGS = sorted([p.relative_to(CONFIGS).as_posix() for p in (CONFIGS / 'bevfusion').glob('mmprune4u-*.py')] +
                      ['minkunet/mmprune4u-70_minkunet34_w32_spconv_8xb2-laser-polar-mix-3x_semantickitti.py',

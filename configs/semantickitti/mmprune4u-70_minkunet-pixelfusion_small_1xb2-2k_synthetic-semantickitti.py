@@ -1,0 +1,19 @@
+"""MMPrune4U at 70% on the LiDAR-camera segmentor (MinkUNetPixelFusion) trained on synthetic SemanticKITTI, then 500
+finetuning iterations with LogSobolevLoss on both modalities' features.
+
+Fill ``load_from`` with the dense model: what ``tools/train.py`` writes for the dense config, i.e. ``--cfg-options
+load_from=work_dirs/minkunet-pixelfusion_small_1xb2-2k_synthetic-semantickitti/iter_2000.pth``. Modality groups:
+camera (image backbone and FPN), LiDAR (the MinkUNet backbone), fusion (the point fuser and the head); the camera
+tap is the FPN's output, the LiDAR tap the backbone's voxel features; the task tap is the classifier.
+"""
+_base_ = ['./minkunet-pixelfusion_small_1xb2-2k_synthetic-semantickitti.py']
+# finetuning: 500 iterations, cosine from 1e-3 (a quarter of the dense schedule's peak), validation at the end
+train_cfg = dict(max_iters=500, val_interval=500)
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
+param_scheduler = [dict(type='CosineAnnealingLR', T_max=500, eta_min=1e-5, by_epoch=False, begin=0, end=500)]
+default_hooks = dict(checkpoint=dict(interval=500, max_keep_ckpts=1), mmprune4u=dict(
+    type='MMPrune4UHook', sparsity=0.7, allocator='mmprune4u', estimator='exact', calib_batches=2,
+    modalities=dict(camera=['img_backbone', 'img_neck'], lidar=['backbone'], fusion=['fusion_layer', 'decode_head']),
+    taps=dict(camera='img_neck', lidar='backbone'),
+    lsi_loss=dict(type='LogSobolevLoss', loss_weight=0.1)))
+load_from = None
