@@ -11,6 +11,7 @@ optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [dict(type='CosineAnnealingLR', T_max=500, eta_min=1e-5, by_epoch=False, begin=0, end=500)]
 default_hooks = dict(checkpoint=dict(interval=500, max_keep_ckpts=1), mmprune4u=dict(
     type='MMPrune4UHook', sparsity=0.7, allocator='mmprune4u', estimator='exact', calib_batches=2,
+    grid=[0.0] + [round(0.05 * i, 2) for i in range(1, 20)] + [0.98],  # 21 levels (the default: 100)
     modalities=dict(lidar=['backbone', 'decode_head']), taps=dict(lidar='backbone'),
     lsi_loss=dict(type='LogSobolevLoss', loss_weight=0.1)))
 load_from = None
