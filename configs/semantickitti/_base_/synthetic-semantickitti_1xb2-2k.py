@@ -25,6 +25,9 @@ load_image = dict(type='LoadMultiViewImageFromFiles', to_float32=True, num_views
 camera_pack = dict(type='Pack3DDetInputs', keys=['points', 'img', 'pts_semantic_mask'])
 camera_train_pipeline = load_steps + augment_steps + [load_image, camera_pack]
 camera_test_pipeline = load_steps + [load_image, camera_pack]
+# evaluation on the front camera's view only (about a fifth of a scan; PMF's protocol), for LiDAR-only and fused models
+fov_test_pipeline = load_steps + [dict(type='PointsInCameraFOV', camera='CAM2'), test_pipeline[-1]]
+camera_fov_test_pipeline = load_steps + [dict(type='PointsInCameraFOV', camera='CAM2'), load_image, camera_pack]
 split = dict(type='SemanticKittiDataset', data_root=data_root, metainfo={{_base_.metainfo}}, backend_args=None)
 train_dataloader = dict(
     _delete_=True, batch_size=2, num_workers=1, persistent_workers=True,
