@@ -26,7 +26,8 @@ def in_camera_fov(xyz: np.ndarray, cam2img, lidar2cam, width: int, height: int) 
 
 @TRANSFORMS.register_module()
 class PointsInCameraFOV(BaseTransform):
-    """Drop the points (and their ``pts_semantic_mask`` / ``pts_instance_mask``) outside one camera's view.
+    """Drop the points (and their ``pts_semantic_mask`` / ``pts_instance_mask``, also in ``eval_ann_info``) outside
+    one camera's view.
 
     For evaluation on the region a LiDAR-camera model can see (the front camera of SemanticKITTI covers about a fifth
     of a scan). Reads ``results['images'][camera]``: ``cam2img``, ``lidar2cam``, ``width`` and ``height`` (mmdet3d's
@@ -56,9 +57,11 @@ class PointsInCameraFOV(BaseTransform):
             raise ValueError(f'PointsInCameraFOV: camera {self.camera!r} sees none of the {len(keep)} points of '
                              f'{results.get("lidar_path")}')
         results['points'] = points[keep]
-        for key in ('pts_semantic_mask', 'pts_instance_mask'):
-            if key in results:
-                results[key] = results[key][keep]
+        # the labels, and the copies SegMetric scores against (eval_ann_info, written by LoadAnnotations3D in test mode)
+        for labels in (results, results.get('eval_ann_info') or {}):
+            for key in ('pts_semantic_mask', 'pts_instance_mask'):
+                if key in labels:
+                    labels[key] = labels[key][keep]
         return results
 
     def __repr__(self) -> str:

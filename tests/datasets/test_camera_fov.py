@@ -61,8 +61,10 @@ def test_synthetic_scan_against_its_calib_file_labels_in_step_and_refusals(tmp_p
     height, width = cv2.imread(str(tmp_path / 'sequences/00/image_2/000000.png')).shape[:2]
     expected = _inside(uvd, width, height)
     results = dict(points=LiDARPoints(torch.from_numpy(pts), points_dim=4), images=info['images'],
-                   pts_semantic_mask=sem, pts_instance_mask=sem >> 16, lidar_path='scan')
+                   pts_semantic_mask=sem, pts_instance_mask=sem >> 16, lidar_path='scan',
+                   eval_ann_info=dict(pts_semantic_mask=sem & 0xFFFF))  # what SegMetric scores against
     out = PointsInCameraFOV('CAM2')(dict(results))
+    np.testing.assert_array_equal(out['eval_ann_info']['pts_semantic_mask'], (sem & 0xFFFF)[expected])
     assert 0.05 < expected.mean() < 0.5
     np.testing.assert_array_equal(out['points'].tensor.numpy(), pts[expected])
     np.testing.assert_array_equal(out['pts_semantic_mask'], sem[expected])
@@ -73,4 +75,5 @@ def test_synthetic_scan_against_its_calib_file_labels_in_step_and_refusals(tmp_p
         PointsInCameraFOV('CAM3')(dict(results))
     behind = LiDARPoints(torch.tensor([[-10.0, 0.0, 0.0, 0.5]]), points_dim=4)  # behind the front camera
     with pytest.raises(ValueError, match='sees none of the 1 points'):
-        PointsInCameraFOV()(dict(results, points=behind, pts_semantic_mask=sem[:1], pts_instance_mask=sem[:1]))
+        PointsInCameraFOV()(dict(results, points=behind, pts_semantic_mask=sem[:1], pts_instance_mask=sem[:1],
+                                 eval_ann_info={}))
