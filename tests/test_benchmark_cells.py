@@ -114,9 +114,15 @@ def test_segmentor_splits_swap_the_test_info_pkl_and_runs_skip_validation(tmp_pa
     from _bench.configs import ConfigFactory
     p = Plan.from_file(REPO / 'configs/benchmark/minkunet-pixelfusion_cpu.py')
     f = ConfigFactory(p, str(REPO / p.config), tmp_path)
+    from mmengine.config import Config
+    fov = Config.fromfile(str(REPO / p.config)).camera_fov_test_pipeline  # the config's own camera-view pipeline
     for split in ('val', 'test'):
         dataset = f.evaluation(split).test_dataloader.dataset
         assert dataset.ann_file == f'semantickitti_infos_{split}.pkl' and dataset.data_root == p.synthetic['root'] + '/'
+        assert dataset.pipeline == fov  # the fused plan scores the points in the camera's view
+    lidar = Plan.from_file(REPO / 'configs/benchmark/minkunet_cpu.py')
+    whole = ConfigFactory(lidar, str(REPO / lidar.config), tmp_path).evaluation('test').test_dataloader.dataset
+    assert whole.pipeline == Config.fromfile(str(REPO / lidar.config)).test_pipeline  # the whole scan
     train = f.dense_train()
     assert train.val_cfg is None and train.val_dataloader is None and train.train_cfg.max_iters == p.dense['iters']
     assert train.default_hooks.checkpoint.interval == p.dense['eval_every']

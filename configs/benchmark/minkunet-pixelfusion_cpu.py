@@ -11,7 +11,8 @@ every table) and ``synthetic.kind``. The choices:
     KITTI size). Data that tool wrote with these settings is kept. Val and test are other streets of the same
     generator, where the nuScenes plan's test split uses another generator seed.
   - ``splits``: every evaluation is ``Runner.test()``, so each split swaps the test dataloader's info pkl: val
-    (sequence 8) chooses β, test (11-13) holds every table.
+    (sequence 8) chooses β, test (11-13) holds every table. Both score the points in the camera's view
+    (``PointsInCameraFOV``), where fusion matters (see below).
   - ``model_options``: no validation loop inside the runs. The benchmark evaluates the checkpoints in its own cells.
   - ``dense``: one plain run of the config: 2000 iterations (AdamW 4e-3, cosine), a checkpoint every 500, each
     evaluated on val (the plateau curve, about 1.4 h).
@@ -34,8 +35,20 @@ metrics = dict(primary='mIoU', secondary='acc', keys=dict(mIoU='miou'))
 synthetic = dict(kind='semantickitti', root='data/synthetic_semantickitti', seed=0, frames=20, image_scale=0.5,
                  azimuth_steps=1024, splits=dict(train=[0, 1, 2, 3, 4, 5, 6, 7, 9, 10], val=[8], test=[11, 12, 13]),
                  workers=2)
-splits = dict(val={'test_dataloader.dataset.ann_file': 'semantickitti_infos_val.pkl'},
-              test={'test_dataloader.dataset.ann_file': 'semantickitti_infos_test.pkl'})
+# scored on the points the front camera sees (PMF's protocol; a fifth of a scan): where the camera can matter. On the
+# whole scan the fused model's camera-only classes gain little, on its view a lot (one seed, test split, 2000
+# iterations: mIoU 0.789 vs 0.659 for the LiDAR-only twin; parking 0.842 vs 0.316); outside it the fused model is
+# slightly behind (whole scan 0.730 vs 0.748)
+_fov_pipeline = [dict(type='LoadPointsFromFile', coord_type='LIDAR', load_dim=4, use_dim=4),
+                 dict(type='LoadAnnotations3D', with_bbox_3d=False, with_label_3d=False, with_seg_3d=True,
+                      seg_3d_dtype='np.int32', seg_offset=2**16, dataset_type='semantickitti'),
+                 dict(type='PointSegClassMapping'), dict(type='PointsInCameraFOV', camera='CAM2'),
+                 dict(type='LoadMultiViewImageFromFiles', to_float32=True, num_views=1),
+                 dict(type='Pack3DDetInputs', keys=['points', 'img', 'pts_semantic_mask'])]
+splits = dict(val={'test_dataloader.dataset.ann_file': 'semantickitti_infos_val.pkl',
+                   'test_dataloader.dataset.pipeline': _fov_pipeline},
+              test={'test_dataloader.dataset.ann_file': 'semantickitti_infos_test.pkl',
+                    'test_dataloader.dataset.pipeline': _fov_pipeline})
 model_options = {'val_dataloader': None, 'val_evaluator': None, 'val_cfg': None}
 hook = dict(estimator='exact', grid=[0.0] + [round(0.05 * i, 2) for i in range(1, 20)] + [0.98],  # 20 levels
             modalities=dict(camera=['img_backbone', 'img_neck'], lidar=['backbone'],
