@@ -109,9 +109,15 @@ def test_segmentor_plans_report_miou_and_plan_their_cells():
     assert lidar.hook['taps'] == dict(lidar='backbone') and lidar.config != fused.config
 
 
-def test_segmentor_splits_swap_the_test_info_pkl_and_runs_skip_validation(tmp_path):
+def test_segmentor_splits_swap_the_test_info_pkl_and_runs_skip_validation(tmp_path, monkeypatch):
     pytest.importorskip('mmdet3d')
     from _bench.configs import ConfigFactory
+    from mmengine.fileio import dump
+    # the calibration subset is drawn from the train info pkl: a stand-in with 5 scans under the plan's relative root
+    monkeypatch.chdir(tmp_path)
+    Path('data/synthetic_semantickitti').mkdir(parents=True)
+    dump(dict(metainfo={}, data_list=[dict(sample_idx=i) for i in range(5)]),
+         'data/synthetic_semantickitti/semantickitti_infos_train.pkl')
     p = Plan.from_file(REPO / 'configs/benchmark/minkunet-pixelfusion_cpu.py')
     f = ConfigFactory(p, str(REPO / p.config), tmp_path)
     from mmengine.config import Config
@@ -129,6 +135,8 @@ def test_segmentor_splits_swap_the_test_info_pkl_and_runs_skip_validation(tmp_pa
     hook = f.pruning('mmprune4u_local', 0.8, 0, beta=1.0).default_hooks.mmprune4u
     assert hook.taps == dict(camera='img_neck', lidar='backbone') and hook.calib_batches == 1
     assert hook.calib_dataloader.dataset.ann_file == 'semantickitti_infos_train.pkl'
+    indices = hook.calib_dataloader.dataset.indices
+    assert len(indices) == p.calib['samples'] == 2 and set(indices) <= set(range(5))
 
 
 @pytest.mark.parametrize('metrics, message', [
