@@ -95,6 +95,43 @@ def channel_sums(out: torch.Tensor, channel: int, precise: bool = False) -> torc
     return torch.stack([rows.sum(2).sum(0, dtype=torch.float64), rows.square().sum(2).sum(0, dtype=torch.float64)])
 
 
+class LevelMoments(Sequence[MomentAccumulator]):
+    """Every grid level's pooled sums of one layer over the same dense sums, as (K, C) tensors.
+
+    Reads as a sequence of :class:`MomentAccumulator` (built on access; an empty one where the level is unused), but
+    R of all levels comes from one batched call (:meth:`kl_bounds`): building 100 accumulators per layer and
+    re-checking that they share the dense sums cost as much as BEVFusion-Lite's whole network pass."""
+
+    def __init__(self, n: int, s_p: torch.Tensor, ss_p: torch.Tensor, s_q: torch.Tensor, ss_q: torch.Tensor, *,
+                 used: Sequence[bool]) -> None:
+        if s_q.shape != ss_q.shape or s_q.shape[0] != len(used) or s_q.shape[1:] != s_p.shape:
+            raise ValueError(f'pruned sums {tuple(s_q.shape)} / {tuple(ss_q.shape)} do not match {len(used)} levels '
+                             f'of dense sums {tuple(s_p.shape)}')
+        self.n, self.s_p, self.ss_p, self.s_q, self.ss_q = n, s_p, ss_p, s_q, ss_q
+        self.used = [bool(u) for u in used]
+
+    def __len__(self) -> int:
+        return len(self.used)
+
+    def __getitem__(self, k):  # type: ignore[override]
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        if not self.used[k]:
+            return MomentAccumulator()
+        return MomentAccumulator(n=self.n, s_p=self.s_p, ss_p=self.ss_p, s_q=self.s_q[k], ss_q=self.ss_q[k])
+
+    def kl_bounds(self) -> list[float]:
+        """R at every level (0 where unused): :meth:`MomentAccumulator.kl_bound` of each, in one call."""
+        out = [0.0] * len(self.used)
+        picks = [k for k, u in enumerate(self.used) if u]
+        if picks and self.n > 0:
+            index = torch.as_tensor(picks)
+            values = pooled_kl_bounds(self.n, self.s_p, self.ss_p, self.s_q[index], self.ss_q[index])
+            for k, v in zip(picks, values.tolist()):
+                out[k] = v
+        return out
+
+
 class _LayerProbe:
     """Pools one layer's dense and pruned output sums over the calibration pass (module docstring)."""
 
@@ -252,7 +289,7 @@ class _LayerProbe:
                                     dense=self.dense[:, part[g]], precise=precise) for g in range(groups)]
         return torch.cat([t[0] for t in terms], 1), torch.cat([t[1] for t in terms], 1)
 
-    def finish(self) -> list[MomentAccumulator]:
+    def finish(self) -> Sequence[MomentAccumulator]:
         """One accumulator per grid level (empty, i.e. R = 0, at sparsity 0)."""
         if self.calls == 0:
             warnings.warn(f'layer {self.layer.name!r}: its module {self.layer.runner!r} never ran on the calibration '
@@ -276,8 +313,7 @@ class _LayerProbe:
         dead = rank.reshape(-1, rank.shape[-1]).amax(1) < torch.as_tensor(counts)[:, None]
         b = bias.double().expand_as(s_q)
         s_q, ss_q = torch.where(dead, self.n * b, s_q), torch.where(dead, self.n * b * b, ss_q)
-        return [MomentAccumulator(n=self.n, s_p=s_p, ss_p=ss_p, s_q=s_q[k], ss_q=ss_q[k])
-                if s > 0 else MomentAccumulator() for k, s in enumerate(self.grid)]
+        return LevelMoments(self.n, s_p, ss_p, s_q, ss_q, used=[s > 0 for s in self.grid])
 
 
 def local_lsi_moments(model: nn.Module, layers: Sequence[PrunableLayer], grid: Sequence[float],
@@ -359,6 +395,8 @@ def local_lsi_curves(model: nn.Module, layers: Sequence[PrunableLayer], grid: Se
 def layer_curve(row: Sequence[MomentAccumulator]) -> list[float]:
     """R at every level of one layer: the levels that pooled the same dense sums (the Gram and sampled routes) in
     one batched call, any others one by one."""
+    if isinstance(row, LevelMoments):
+        return row.kl_bounds()
     used = [k for k, acc in enumerate(row) if acc.n > 0]
     out = [0.0] * len(row)
     if not used:

@@ -191,3 +191,22 @@ def test_stop_at_task_taps_skips_post_processing_and_keeps_r(late):
     assert model.post_calls == (3 if late else 0)
     np.testing.assert_array_equal(stopped, full)
     assert np.all(stopped[:, -1] > 0)
+
+
+def test_level_moments_read_as_accumulators_and_batch_their_bounds():
+    """Two levels of a 2-channel output over n = 4 rows, by hand: dense mean 0, var 1 (sums 0, 4); level 1 keeps
+    channel 0 and moves channel 1's mean to 1 with var 1 (sums 4, 8); level 0 is unused (sparsity 0)."""
+    from mmprune4u_plugin.core.lsi import MomentAccumulator
+    s_p, ss_p = torch.zeros(2, dtype=torch.float64), torch.full((2,), 4.0, dtype=torch.float64)
+    s_q = torch.tensor([[0.0, 0.0], [0.0, 4.0]], dtype=torch.float64)
+    ss_q = torch.tensor([[0.0, 0.0], [4.0, 8.0]], dtype=torch.float64)
+    row = local_lsi.LevelMoments(4, s_p, ss_p, s_q, ss_q, used=[False, True])
+    assert len(row) == 2 and row[0].n == 0 and row[1].n == 4 and torch.equal(row[1].s_q, s_q[1])
+    # channel 1: dmu^2 / (2 (1 + eps)) with eps = 0.01 * max(1, 1) and equal variances -> 1 / 2.02; channel 0: 0
+    assert row.kl_bounds() == pytest.approx([0.0, 0.5 * (1 / 2.02)], rel=1e-12)
+    assert local_lsi.layer_curve(row) == row.kl_bounds()
+    one_by_one = [MomentAccumulator(n=4, s_p=s_p, ss_p=ss_p, s_q=s_q[1], ss_q=ss_q[1]).kl_bound()]
+    assert row.kl_bounds()[1:] == pytest.approx(one_by_one, rel=1e-15)
+    assert [acc.n for acc in row[0:2]] == [0, 4]
+    with pytest.raises(ValueError, match='do not match 3 levels'):
+        local_lsi.LevelMoments(4, s_p, ss_p, s_q, ss_q, used=[False, True, True])
