@@ -9,7 +9,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS as ENGINE_HOOKS
 from mmdet3d.registry import HOOKS
 
-from ..core.layers import find_prunable_layers, get_weight
+from ..core.layers import find_prunable_layers, get_weight, module_index
 from ..core.masks import SparsityReport, sparsity_report
 
 METRIC_KEY = 'mmprune4u/sparsity'
@@ -51,7 +51,8 @@ class SparsityReportHook(Hook):
     def _count(self, runner, what: str) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         with torch.no_grad():
-            self.report = sparsity_report([(lay.name, lay.modality, get_weight(model, lay))
+            modules = module_index(model)
+            self.report = sparsity_report([(lay.name, lay.modality, get_weight(model, lay, modules))
                                            for lay in find_prunable_layers(model)])
         runner.logger.info(f'mmprune4u: prunable-weight sparsity of the {what} model: '
                            f'{self.report.global_sparsity:.4f} ({self.report.zeros}/{self.report.total} weights '
