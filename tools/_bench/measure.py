@@ -292,35 +292,54 @@ def _step_costs(ex, job: dict, out: Path, settings: dict) -> dict:
     modes = ['plain', 'masks'] + (['masks+lsi'] if fin is not None else [])
     if fin is not None:
         fin.remove()
-    times: dict[str, list[float]] = {m: [] for m in modes}
-    apply_times = []
-    model.train()
-    warmup, steps = int(settings.get('warmup', 2)), int(settings.get('steps', 10))
-    for r in range(warmup + steps):
-        for mode in modes:
-            active = None
-            if mode == 'plain':
-                hook.pruner.remove_hooks()
-            else:
-                hook.pruner.prepare(model)
-            if mode == 'masks+lsi':
-                active = LSIFinetuner(model, fin.taps, fin.loss_fn, reference=fin.reference, teacher=fin.teacher,
-                                      dense_stats=fin.dense_stats)
-            start = time.perf_counter()
-            model.train_step(data[r % len(data)], wrapper)
-            if mode != 'plain':
-                t0 = time.perf_counter()
-                hook.pruner.apply()
-                apply_times.append(time.perf_counter() - t0)
-            elapsed = time.perf_counter() - start
-            if active is not None:
-                active.remove()
-            if r >= warmup:
-                times[mode].append(elapsed)
+    active: list = []
+
+    def enter(mode: str) -> None:
+        if mode == 'plain':
+            hook.pruner.remove_hooks()
+        else:
+            hook.pruner.prepare(model)
+        if mode == 'masks+lsi':
+            active.append(LSIFinetuner(model, fin.taps, fin.loss_fn, reference=fin.reference, teacher=fin.teacher,
+                                       dense_stats=fin.dense_stats))
+
+    def leave(mode: str) -> None:
+        while active:
+            active.pop().remove()
+    times, apply_times = round_robin_step_seconds(
+        model, wrapper, data, modes, enter=enter, leave=leave,
+        after_step={m: hook.pruner.apply for m in modes if m != 'plain'},
+        warmup=int(settings.get('warmup', 2)), steps=int(settings.get('steps', 10)))
     med = {m: statistics.median(v) for m, v in times.items()}
-    result = dict(seconds_per_step=med, steps=steps, mask_apply_seconds=statistics.median(apply_times),
+    result = dict(seconds_per_step=med, steps=int(settings.get('steps', 10)),
+                  mask_apply_seconds=statistics.median(apply_times),
                   mask_overhead=med['masks'] / med['plain'] - 1)
     if 'masks+lsi' in med:
         result['lsi_overhead'] = (med['masks+lsi'] - med['masks']) / med['plain']
         result['lsi_reference'] = fin.reference
     return result
+
+
+def round_robin_step_seconds(model, wrapper, batches: list, modes: list[str], *, enter, leave,
+                             after_step: dict, warmup: int, steps: int) -> tuple[dict[str, list[float]], list[float]]:
+    """Seconds of ``model.train_step`` per mode, the modes interleaved step by step on the same pre-fetched
+    ``batches`` (so a machine's load drifts alike over all of them): ``enter(mode)`` / ``leave(mode)`` around each
+    step, ``after_step[mode]()`` (e.g. the masks' re-application) timed inside the step and on its own. Returns
+    (per mode the ``steps`` times after ``warmup`` rounds, every ``after_step`` time)."""
+    times: dict[str, list[float]] = {m: [] for m in modes}
+    extra: list[float] = []
+    model.train()
+    for r in range(warmup + steps):
+        for mode in modes:
+            enter(mode)
+            start = time.perf_counter()
+            model.train_step(batches[r % len(batches)], wrapper)
+            if mode in after_step:
+                t0 = time.perf_counter()
+                after_step[mode]()
+                extra.append(time.perf_counter() - t0)
+            elapsed = time.perf_counter() - start
+            leave(mode)
+            if r >= warmup:
+                times[mode].append(elapsed)
+    return times, extra
