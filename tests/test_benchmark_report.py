@@ -89,7 +89,33 @@ def test_a_loss_is_said_plainly():
     assert v['best_baseline'] == 'RD (β = 0)' and not v['wins'] and v['gap'] == pytest.approx(-0.02)
     lines = markdown.verdict_lines(fig['verdicts']['oneshot'], 'one-shot')
     assert lines == ['- one-shot 80%: MMPrune4U (local R) **does not beat** the best baseline (RD (β = 0)) on NDS: '
-                     '-0.0200, by more than one std.']
+                     '-0.0200, by more than one std; paired by seed: -0.0100 / -0.0300 (higher in 0 of 2 seeds).']
+
+
+def test_pairs_by_seed_against_the_best_baseline_rd_and_on_the_second_metric():
+    """RD 0.22 / 0.24 and MMPrune4U 0.21 / 0.21 on seeds 0 / 1: pairs -0.01 / -0.03; a seed-free row and a row
+    with one seed left give no pairs; RD is also the ablation's baseline, and mAP (0.1 everywhere) ties."""
+    p = plan()
+    fig = report.figures(records(p), p)
+    (v,) = fig['verdicts']['oneshot']['0.8']
+    assert v['paired']['seeds'] == [0, 1] and v['paired']['wins'] == 0
+    assert v['paired']['diffs'] == pytest.approx([-0.01, -0.03])
+    rows = {r['method']: r for r in fig['oneshot']['0.8']}
+    assert rows['rd']['seeds'] == [0, 1] and rows['rd']['NDS']['values'] == pytest.approx([0.22, 0.24])
+    assert report.paired(rows['mmprune4u_local'], rows['global'], 'NDS') is None  # global is seed-free
+    dense, mm_lsi = fig['finetune']['0.8']
+    assert mm_lsi['seeds'] == [0] and report.paired(mm_lsi, dense, 'NDS') is None  # seed 1 failed: one pair only
+    (rd,) = fig['verdicts_rd']['oneshot']['0.8']
+    assert rd['best_baseline'] == 'RD (β = 0)' and rd['paired']['diffs'] == pytest.approx([-0.01, -0.03])
+    (second,) = fig['verdicts_secondary']['oneshot']['0.8']
+    # mAP ties at 0.1: the best baseline by mean is the first, seed-free global magnitude, so there are no pairs
+    assert second['best_baseline'] == 'global magnitude' and second['gap'] == pytest.approx(0)
+    assert second['paired'] is None
+    text = markdown.render(dict(plan=plan_summary(p), command='c', date='d',
+                                machine='m', config='c.py', checkpoint='x'), fig, {})
+    assert 'Against RD (β = 0), the same allocator without the regulariser' in text
+    assert '- one-shot 80%: MMPrune4U (local R) **does not beat** RD (β = 0) on NDS: -0.0200' in text
+    assert 'On mAP, against the best baseline by mean mAP:' in text
 
 
 def test_a_single_seed_claims_no_spread():
@@ -321,7 +347,7 @@ def test_a_segmentor_plan_reports_miou_and_acc():
     fig = report.figures(cells, p)
     assert fig['metrics'] == dict(primary='mIoU', secondary='acc', keys=dict(mIoU='miou', acc='acc'))
     rows = {r['method']: r for r in fig['oneshot']['0.8']}
-    assert rows['rd']['mIoU']['mean'] == pytest.approx(0.36) and rows['rd']['acc'] == dict(mean=0.9, std=0.0)
+    assert rows['rd']['mIoU']['mean'] == pytest.approx(0.36) and rows['rd']['acc']['std'] == 0.0 and rows['rd']['acc']['mean'] == pytest.approx(0.9)
     assert not any('NDS' in r or 'mAP' in r for r in rows.values())
     (v,) = fig['verdicts']['oneshot']['0.8']
     assert v['best_baseline'] == 'RD (β = 0)' and v['wins'] and v['gap'] == pytest.approx(0.04) and v['beyond_std']
@@ -342,7 +368,7 @@ def test_segmentor_markdown_and_plots_say_miou_never_nds(tmp_path):
                    '| RD (β = 0) | 0.360 ± 0.014 | 0.900 ± 0.000 | 0.800 |',
                    '| iteration | val mIoU | val acc |', '| 2 | 0.3000 | 0.8000 |',
                    'Last gain in val mIoU: +0.0600: **not plateaued**', 'Dense on test: mIoU 0.4500, acc 0.8800.',
-                   'beats the best baseline (RD (β = 0)) on mIoU: +0.0400, by more than one std.',
+                   'beats the best baseline (RD (β = 0)) on mIoU: +0.0400, by more than one std',
                    'β used for the MMPrune4U rows: 3 (best mean val mIoU).',
                    'on **test** (held-out sequences of the generated set)', '![miou_vs_sparsity]('):
         assert needle in text, needle

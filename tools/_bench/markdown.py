@@ -43,15 +43,28 @@ def metric_table(rows: list[dict], metrics: tuple[str, str] = ('NDS', 'mAP')) ->
     return lines
 
 
-def verdict_lines(verdicts: dict[str, list[dict]], regime: str, metric: str = 'NDS') -> list[str]:
+def verdict_lines(verdicts: dict[str, list[dict]], regime: str, metric: str = 'NDS', *,
+                  best: bool = True) -> list[str]:
+    """One line per MMPrune4U row: the gap of the means to the baseline (``best``: the best of several, else the
+    one named), its noise, and the per-seed pairs."""
     lines = []
     for sparsity, items in verdicts.items():
         for v in items:
             word = 'beats' if v['wins'] else '**does not beat**'
             noise = NOISE[v['beyond_std']]
-            lines.append(f'- {regime} {float(sparsity):.0%}: {v["method"]} {word} the best baseline '
-                         f'({v["best_baseline"]}) on {metric}: {v["gap"]:+.4f}, {noise}.')
+            other = f'the best baseline ({v["best_baseline"]})' if best else v['best_baseline']
+            lines.append(f'- {regime} {float(sparsity):.0%}: {v["method"]} {word} {other} on {metric}: '
+                         f'{v["gap"]:+.4f}, {noise}{paired_text(v)}.')
     return lines
+
+
+def paired_text(verdict: dict) -> str:
+    """'; paired by seed: +0.012 / -0.003 (higher in 1 of 2 seeds)', or '' without pairs."""
+    p = verdict.get('paired')
+    if not p:
+        return ''
+    return (f'; paired by seed: ' + ' / '.join(f'{d:+.4f}' for d in p['diffs'])
+            + f' (higher in {p["wins"]} of {len(p["diffs"])} seeds)')
 
 
 def robustness_lines(rob: dict | None, metrics: tuple[str, str] = ('NDS', 'mAP')) -> list[str]:
@@ -222,8 +235,17 @@ def render(meta: dict, fig: dict, plots: dict[str, str]) -> str:
         out += ['## Finetuned (same iterations, schedule and data order for every row), test split', '']
         for s, rows in fig['finetune'].items():
             out += [f'### {float(s):.0%}', '', *metric_table(rows, names), '']
-    out += ['## Reading the result', '', *verdict_lines(fig['verdicts']['oneshot'], 'one-shot', p),
+    out += ['## Reading the result', '', f'Against the best baseline by mean {p}:', '',
+            *verdict_lines(fig['verdicts']['oneshot'], 'one-shot', p),
             *verdict_lines(fig['verdicts']['finetune'], 'finetuned', p), '']
+    if fig.get('verdicts_rd'):
+        out += ['Against RD (β = 0), the same allocator without the regulariser (the ablation):', '',
+                *verdict_lines(fig['verdicts_rd']['oneshot'], 'one-shot', p, best=False),
+                *verdict_lines(fig['verdicts_rd']['finetune'], 'finetuned', p, best=False), '']
+    if fig.get('verdicts_secondary'):
+        out += [f'On {q}, against the best baseline by mean {q}:', '',
+                *verdict_lines(fig['verdicts_secondary']['oneshot'], 'one-shot', q),
+                *verdict_lines(fig['verdicts_secondary']['finetune'], 'finetuned', q), '']
     out += robustness_lines(fig.get('robustness'), names)
     b = fig['beta']
     if b['rows']:

@@ -57,7 +57,7 @@ def _row(results: list[dict], label: str, plan: Plan, **extra: Any) -> dict:
         values = [plan.metric(r['metrics'], name) for r in results]
         if values and all(v is not None for v in values):
             s = summarize(values)
-            row[name] = dict(mean=s.mean, std=s.std)
+            row[name] = dict(mean=s.mean, std=s.std, values=values)  # values: in the order of ``seeds``
     if results:
         row['sparsity'] = summarize([r['sparsity'] for r in results]).mean
         mods = [m for m in results[0].get('by_modality', {})]
@@ -80,14 +80,17 @@ def table(cells: dict, plan: Plan, kind: str, sparsity: float) -> list[dict]:
                  for s in plan.seeds]
         if ('dense', 'task') in plan.finetune_rows():
             rows.append(_row([r for r in dense if r], METHODS['dense'].label, plan, method='dense', variant='task',
-                             missing=sum(r is None for r in dense)))
+                             missing=sum(r is None for r in dense),
+                             seeds=[s for s, r in zip(plan.seeds, dense) if r]))
     for method, variant in entries:
+        seeds = _seeds_for(plan, method, kind)
         found = [done(cells, Cell(kind, method=method, variant=variant, sparsity=float(sparsity), seed=seed,
-                                  split='test')) for seed in _seeds_for(plan, method, kind)]
+                                  split='test')) for seed in seeds]
         label = METHODS[method].label + ('' if variant is None else f', {VARIANTS[variant]}')
         rows.append(_row([r for r in found if r], label, plan, method=method, variant=variant,
                          missing=sum(r is None for r in found),
-                         seed_free=kind == 'oneshot' and not METHODS[method].needs_curves))
+                         seed_free=kind == 'oneshot' and not METHODS[method].needs_curves,
+                         seeds=[s for s, r in zip(seeds, found) if r]))
     return rows
 
 
@@ -106,8 +109,22 @@ def verdicts(rows: list[dict], *, metric: str = 'NDS', baselines: tuple[str, ...
             noise = max(r[metric]['std'], best[metric]['std'])
             single = any(x['n'] < 2 and not x.get('seed_free') for x in (r, best))
             out.append(dict(method=r['label'], best_baseline=best['label'], gap=gap, wins=gap > 0,
-                            beyond_std=None if single else abs(gap) > noise))
+                            beyond_std=None if single else abs(gap) > noise, paired=paired(r, best, metric)))
     return out
+
+
+def paired(row: dict, other: dict, metric: str) -> dict | None:
+    """Per-seed differences ``row - other`` on the seeds both rows ran (a seed fixes the calibration samples and the
+    finetuning data order, so a pair differs in the method alone): the differences and how many are wins. None
+    unless both rows have per-seed values on at least two common seeds (a seed-free row has none)."""
+    a, b = row.get(metric) or {}, other.get(metric) or {}
+    if 'values' not in a or 'values' not in b or row.get('seeds') is None or other.get('seeds') is None:
+        return None
+    by_seed = dict(zip(other['seeds'], b['values']))
+    pairs = [(seed, v - by_seed[seed]) for seed, v in zip(row['seeds'], a['values']) if seed in by_seed]
+    if len(pairs) < 2:
+        return None
+    return dict(seeds=[seed for seed, _ in pairs], diffs=[d for _, d in pairs], wins=sum(d > 0 for _, d in pairs))
 
 
 def dense_figures(cells: dict, plan: Plan) -> dict:
@@ -213,8 +230,13 @@ def figures(cells: dict[str, dict], plan: Plan) -> dict:
     from .robustness import figures as robustness_figures
     return dict(
         metrics=metric_spec(plan), dense=dense_figures(cells, plan), oneshot=oneshot, finetune=finetune,
-        verdicts={'oneshot': {k: verdicts(v, metric=plan.primary) for k, v in oneshot.items()},
-                  'finetune': {k: verdicts(v, metric=plan.primary) for k, v in finetune.items()}},
+        verdicts={regime: {k: verdicts(v, metric=plan.primary) for k, v in tables.items()}
+                  for regime, tables in (('oneshot', oneshot), ('finetune', finetune))},
+        # the ablation (does the regulariser help?) and the secondary metric, with the same rules
+        verdicts_rd={regime: {k: verdicts(v, metric=plan.primary, baselines=('rd',)) for k, v in tables.items()}
+                     for regime, tables in (('oneshot', oneshot), ('finetune', finetune))},
+        verdicts_secondary={regime: {k: verdicts(v, metric=plan.secondary) for k, v in tables.items()}
+                            for regime, tables in (('oneshot', oneshot), ('finetune', finetune))},
         beta=beta_figures(cells, plan), additivity=additivity_figures(cells, plan), costs=costs,
         sizes=size_figures(cells, plan), cut=cut_statement(plan), robustness=robustness_figures(cells, plan),
         failed=sorted(f'{k}: {r.get("error", "")}' for k, r in cells.items() if r.get('status') == 'failed'),
