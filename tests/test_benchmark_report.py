@@ -172,6 +172,27 @@ def test_report_only_rebuilds_the_same_docs_from_the_json(tmp_path):
     assert docs.read_text() == first
 
 
+def test_published_json_keeps_allocations_beside_it_and_reads_back_the_same_cells(tmp_path):
+    cells = {'oneshot/rd/s80/seed0/test': dict(status='done', cell=dict(kind='oneshot'),
+                                                result=dict(sparsity=0.8, allocation={'a.weight': 0.75, 'b': 0.9})),
+             'dense_eval/test': dict(status='done', cell=dict(kind='dense_eval'), result=dict(metrics={'NDS': 0.4})),
+             'costs': dict(status='failed', cell=dict(kind='costs'), error='boom')}
+    slim, allocations = benchmark.split_allocations(cells)
+    assert allocations == {'oneshot/rd/s80/seed0/test': {'a.weight': 0.75, 'b': 0.9}}
+    assert slim['oneshot/rd/s80/seed0/test']['result'] == {'sparsity': 0.8} and slim['costs'] == cells['costs']
+    assert 'allocation' in cells['oneshot/rd/s80/seed0/test']['result']  # the caller's records are left alone
+    path = tmp_path / 'benchmarks.json'
+    path.write_text(benchmark.published_json(dict(meta={'x': 1}, figures={'f': [1, 2]}, cells=slim)))
+    benchmark.allocations_path(path).write_text(benchmark.published_json(dict(allocations=allocations)))
+    assert benchmark.allocations_path(path).name == 'benchmarks_allocations.json'
+    text = path.read_text()
+    assert 'allocation' not in text  # meta, figures (1 entry + 2 braces), cells (3 + 2): one line per entry
+    assert len(text.splitlines()) == 1 + 3 + 3 + 2
+    assert benchmark.read_published(path) == dict(meta={'x': 1}, figures={'f': [1, 2]}, cells=cells)
+    with pytest.raises(ValueError, match='cells the json does not have'):
+        benchmark.merge_allocations(slim, {'nope': {}})
+
+
 def robust_plan(**robustness) -> Plan:
     r = dict(corruptions=['lidar_absent', 'camera_all_black'], seed=0,
              oneshot=dict(methods=['global', 'rd', 'mmprune4u_local'], sparsities=[0.8]),

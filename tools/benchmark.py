@@ -1,7 +1,8 @@
 """Benchmark MMPrune4U against uniform / uniform+ / global magnitude / LAMP / ERK / RD (DESIGN.md §5): one-shot and
 finetuned, several seeds, tuned on val and reported on a separate test split; the additivity check, the β sweep,
 the costs, and (the plan's ``robustness``) the metrics and retention under degraded sensors. Writes a json of every
-figure and docs/benchmarks.md (tables, plots, command, machine, date). The plan names the model, its data and its
+figure and cell (the per-layer allocations in a ``*_allocations.json`` beside it) and docs/benchmarks.md (tables,
+plots, command, machine, date). The plan names the model, its data and its
 metrics: NDS / mAP for the nuScenes detector (the default plan), mIoU / acc for the SemanticKITTI segmentors.
 
     .venv/bin/python tools/benchmark.py                       # the default CPU plan (`make bench`), resumable
@@ -99,6 +100,60 @@ def default_seconds(plan: Plan) -> dict[str, float]:
     return out
 
 
+def allocations_path(json_path: Path) -> Path:
+    """Where the per-layer allocations go: beside the json, so the json stays small enough to read and diff."""
+    return json_path.with_name(json_path.stem + '_allocations.json')
+
+
+def split_allocations(cells: dict) -> tuple[dict, dict]:
+    """The cells without their per-layer ``allocation`` dicts, and those dicts by cell key (the bulk of the json)."""
+    slim, allocations = {}, {}
+    for key, record in cells.items():
+        result = record.get('result')
+        if isinstance(result, dict) and 'allocation' in result:
+            allocations[key] = result['allocation']
+            record = dict(record, result={k: v for k, v in result.items() if k != 'allocation'})
+        slim[key] = record
+    return slim, allocations
+
+
+def merge_allocations(cells: dict, allocations: dict) -> dict:
+    """Inverse of :func:`split_allocations`: each cell gets back its allocation (in its result's original place)."""
+    unknown = sorted(set(allocations) - set(cells))
+    if unknown:
+        raise ValueError(f'allocations for cells the json does not have: {unknown[:3]}')
+    merged = {}
+    for key, record in cells.items():
+        if key in allocations:
+            result = dict(record['result'], allocation=allocations[key])
+            record = dict(record, result=result)
+        merged[key] = record
+    return merged
+
+
+def published_json(data: dict) -> str:
+    """Compact json, one line per top-level entry and per cell: small, and a rerun's diff shows which cells moved."""
+    def dump(value) -> str:
+        return json.dumps(value, separators=(',', ':'), allow_nan=False)
+    lines = []
+    for name, value in data.items():
+        if isinstance(value, dict) and name in ('figures', 'cells', 'allocations'):
+            inner = [f' {dump(k)}:{dump(v)}' for k, v in value.items()]
+            lines.append(f'{dump(name)}:{{\n' + ',\n'.join(inner) + '\n}')
+        else:
+            lines.append(f'{dump(name)}:{dump(value)}')
+    return '{' + ',\n'.join(lines) + '}\n'
+
+
+def read_published(json_path: Path) -> dict:
+    """The json written by :func:`write_outputs`, with the allocations put back where the run had them."""
+    data = json.loads(json_path.read_text())
+    side = allocations_path(json_path)
+    if side.is_file():
+        data['cells'] = merge_allocations(data['cells'], json.loads(side.read_text())['allocations'])
+    return data
+
+
 def write_outputs(meta: dict, cells: dict, plan: Plan, docs: Path) -> Path:
     """The json (meta, every cell's record, the figures) beside the docs, the plots and the markdown."""
     from _bench import markdown, plots, report
@@ -106,7 +161,9 @@ def write_outputs(meta: dict, cells: dict, plan: Plan, docs: Path) -> Path:
     json_path = docs.with_suffix('.json')
     meta = dict(meta, json=str(json_path.relative_to(REPO) if json_path.is_relative_to(REPO) else json_path))
     docs.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(dict(meta=meta, figures=fig, cells=cells), indent=1, allow_nan=False))
+    cells_json, allocations = split_allocations(cells)
+    json_path.write_text(published_json(dict(meta=meta, figures=fig, cells=cells_json)))
+    allocations_path(json_path).write_text(published_json(dict(allocations=allocations)))
     written = plots.write_all(fig, docs.parent / docs.stem)
     rel = {name: os.path.relpath(path, docs.parent) for name, path in written.items()}
     docs.write_text(markdown.render(meta, fig, rel) + '\n')
@@ -121,7 +178,7 @@ def main(argv=None) -> None:
     docs = Path(args.docs or plan.docs)
     docs = docs if docs.is_absolute() else REPO / docs
     if args.report_only:
-        data = json.loads(docs.with_suffix('.json').read_text())
+        data = read_published(docs.with_suffix('.json'))
         write_outputs(data['meta'], data['cells'], Plan(**data['meta']['plan']), docs)
         print(f'[benchmark] report rebuilt from {docs.with_suffix(".json")}: {docs}')
         return
