@@ -102,9 +102,10 @@ def test_segmentor_plans_report_miou_and_plan_their_cells():
         assert ids[:6] == ['dense_train', 'dense_eval/iter500/val', 'dense_eval/iter1000/val',
                            'dense_eval/iter1500/val', 'dense_eval/val', 'dense_eval/test']
         kinds = {k: sum(c.kind == k for c in cells) for k in dict.fromkeys(c.kind for c in cells)}
-        # 5 seed-free methods x 4 sparsities + 3 calibrated ones x 4 x 3 seeds; 6 finetune rows at 90% x 3 seeds
+        # 5 seed-free methods x 4 sparsities + 3 calibrated ones x 4 x 3 seeds; per seed, the dense finetune row once
+        # and 6 pruned rows at 70% and 90%
         assert kinds == dict(dense_train=1, dense_eval=5, curves=3, beta=18, oneshot=5 * 4 + 3 * 4 * 3, additivity=3,
-                             costs=1, finetune=3 * (1 + 5))
+                             costs=1, finetune=3 * (1 + 6 * 2))
     assert set(fused.hook['modalities']) == {'camera', 'lidar', 'fusion'} and set(lidar.hook['modalities']) == {'lidar'}
     assert lidar.hook['taps'] == dict(lidar='backbone') and lidar.config != fused.config
 

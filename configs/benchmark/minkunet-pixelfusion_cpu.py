@@ -19,14 +19,15 @@ every table) and ``synthetic.kind``. The choices:
   - ``hook``: the modality groups and taps of the config's mmprune4u-* twins. The task tap defaults to the classifier
     (``decode_head.conv_seg``). The grid, estimator, calibration and β sweep are the nuScenes plan's.
   - ``finetune``: the issue's rows, with one pass over the train split (100 iterations at batch 2 = 200 scans) and a
-    constant lr of 1e-3 (the mmprune4u-* configs' finetuning lr, a quarter of the dense peak). They run at 90% only:
-    a second sparsity would add 1.5 h. The LSI loss is the mmprune4u-* configs' (weight 0.1), not tuned here.
+    constant lr of 1e-3 (the mmprune4u-* configs' finetuning lr, a quarter of the dense peak), at the issue's cut of
+    70% and 90% (~1 min per cell on 2 cores), plus MMPrune4U with downstream R (task loss). The LSI loss is the
+    mmprune4u-* configs' (weight 0.1), not tuned here.
   - ``costs``: kept (~10 min). Curve estimators, DP time, per-step overhead and checkpoint size on a sparse-conv
     model.
   - ``robustness``: None. The corruption presets model nuScenes' sensors (HDL-32E rings, six cameras), and a LiDAR
     corruption that drops points would have to drop their labels too.
 Sized for about 3 h on 2 CPU cores without the dense model: curves 3 x ~8 min, one-shot 56 cells x ~45 s, β sweep 18
-x ~25 s, additivity and costs ~15 min, finetuning 18 cells x ~5 min (at ~2.5 s per iteration). The LiDAR-only plan,
+x ~25 s, additivity and costs ~15 min, finetuning 39 cells x ~1 min. The LiDAR-only plan,
 configs/benchmark/minkunet_cpu.py, inherits this one.
 """
 name = 'benchmark_minkunet-pixelfusion'
@@ -61,9 +62,9 @@ sparsities = [0.5, 0.7, 0.8, 0.9]
 methods = ['uniform', 'uniform_plus', 'global', 'lamp', 'erk', 'rd', 'mmprune4u_local', 'mmprune4u_downstream']
 beta = dict(values=[0, 0.1, 0.3, 1, 3, 10], sparsity=0.8, choose_on_val=True, default=1.0)
 lsi_loss = dict(type='LogSobolevLoss', loss_weight=0.1)
-finetune = dict(sparsities=[0.9],
+finetune = dict(sparsities=[0.7, 0.9],
                 rows=[('dense', 'task'), ('global', 'task'), ('lamp', 'task'), ('rd', 'task'),
-                      ('mmprune4u_local', 'task'), ('mmprune4u_local', 'lsi')],
+                      ('mmprune4u_local', 'task'), ('mmprune4u_local', 'lsi'), ('mmprune4u_downstream', 'task')],
                 options={'train_cfg.max_iters': 100, 'optim_wrapper.optimizer.lr': 1e-3, 'param_scheduler': [],
                          'default_hooks.logger.interval': 10,
                          'default_hooks.checkpoint': dict(type='CheckpointHook', by_epoch=False, interval=100,

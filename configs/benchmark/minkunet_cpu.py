@@ -7,7 +7,7 @@ choice: the same data, splits (scored on the whole scan here), metrics (mIoU / a
 additivity and costs. Only the model and its one modality change. The LiDAR network is the fused model's LiDAR
 branch, so the two reports compare the methods with and without the camera. The modality groups and tap are the
 config's mmprune4u-* twins': LiDAR = backbone and head, tapped at the backbone. Sized for about 2 h on 2 CPU cores
-without the dense model (~50 min at ~1.5 s per iteration), mostly the 18 finetuning cells and the 56 one-shot ones.
+without the dense model (~50 min at ~1.5 s per iteration), mostly the 39 finetuning cells and the 56 one-shot ones.
 """
 _base_ = ['./minkunet-pixelfusion_cpu.py']
 name = 'benchmark_minkunet'
