@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from _launch import build_runner, common_parser, load_config
+from _launch import build_runner, common_parser, load_config, prune_hook_cfgs
 
 
 def main() -> None:
@@ -18,8 +18,10 @@ def main() -> None:
     from mmprune4u_plugin.core.layers import find_prunable_layers, get_weight
     from mmprune4u_plugin.core.masks import sparsity_report
     model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+    hooks = prune_hook_cfgs(cfg)  # a pruning config's modality groups name the by-modality figures
+    modalities = hooks[0].get('modalities') if hooks else None
     report = sparsity_report([(lay.name, lay.modality, get_weight(model, lay).detach())
-                              for lay in find_prunable_layers(model)])
+                              for lay in find_prunable_layers(model, modalities=modalities)])
     runner.logger.info(f'prunable-weight sparsity of the tested model: {report.global_sparsity:.4f} '
                        f'({report.zeros}/{report.total}); metrics: {metrics}')
     if args.metrics_json:

@@ -133,13 +133,14 @@ def test_pruned_segmentor_in_tools_test(tmp_path):
     allocation = json.loads((tmp_path / 'w' / 'mmprune4u' / 'round_1' / 'allocation.json').read_text())
     assert set(allocation['modalities']) == {'lidar'}
     metrics = tmp_path / 'm.json'
-    test = subprocess.run([sys.executable, 'tools/test.py',
-                           str(configs / 'minkunet_tiny_spconv_8xb1-short_semantickitti-sample.py'),
+    test = subprocess.run([sys.executable, 'tools/test.py',  # the pruning config: its modality groups are used
+                           str(configs / 'mmprune4u-70_minkunet_tiny_spconv_8xb1-short_semantickitti-sample.py'),
                            str(tmp_path / 'w' / 'iter_4.pth'), '--work-dir', str(tmp_path / 't'),
                            '--metrics-json', str(metrics)], **run)
     assert test.returncode == 0, test.stderr[-3000:]
     result = json.loads(metrics.read_text())
     assert abs(result['sparsity'] - 0.7) <= 1e-4
+    assert list(result['by_modality']) == ['lidar'] and result['by_modality']['lidar'] == result['sparsity']
     assert 0.0 <= result['metrics']['miou'] <= 1.0 and 0.0 <= result['metrics']['acc'] <= 1.0
 
 
