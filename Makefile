@@ -3,6 +3,11 @@
 PY := .venv/bin/python
 STAMP := .venv/.mmprune4u-stamp
 PYTEST_ARGS ?=
+# pytest-xdist: one worker per core (at most 4: each holds the OpenMMLab stack in memory), one OpenMP
+# thread each (tests/conftest.py), test files kept whole on one worker (their module fixtures are costly).
+# TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= auto
+XDIST := -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile
 
 .PHONY: env demo test test-all bench clean-env
 
@@ -15,13 +20,13 @@ demo: env
 	$(PY) tools/demo.py
 
 test: env
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 bench: env
 	$(PY) tools/benchmark.py $(BENCH_ARGS)
 
 test-all: env
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 clean-env:
 	rm -rf .venv

@@ -27,6 +27,6 @@ setup(
     packages=find_packages(include=['mmprune4u_plugin', 'mmprune4u_plugin.*']),
     python_requires='>=3.10',
     install_requires=['torch', 'numpy<2'],
-    extras_require={'mmdet3d': STACK, 'tests': ['pytest', 'pytest-timeout']},
+    extras_require={'mmdet3d': STACK, 'tests': ['pytest', 'pytest-timeout', 'pytest-xdist']},
     license='Apache-2.0',
 )

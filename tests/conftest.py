@@ -1,6 +1,16 @@
-"""Fixtures shared across test folders."""
+"""Fixtures shared across test folders, and one thread per pytest-xdist worker."""
+import os
+
 import pytest
 import torch
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under ``pytest -n N`` each worker (and every CLI it spawns) gets one OpenMP thread: N workers with the
+    default threads each oversubscribe the cores, and spinning OpenMP threads then slow a run many times over."""
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = '1'
+        torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ fi
 echo "[setup] 3/4 OpenMMLab stack and the rest"
 $PIP install -q "$WHEEL_DIR"/mmcv-${MMCV_VERSION}-*.whl "mmengine==0.10.7" "mmdet==3.3.0" \
   "nuscenes-devkit==1.2.0" "spconv==2.3.8" numba lyft-dataset-sdk trimesh plyfile scikit-image tensorboard \
-  "networkx>=2.5" "numpy<2" matplotlib rich pytest pytest-timeout
+  "networkx>=2.5" "numpy<2" matplotlib rich pytest pytest-timeout pytest-xdist
 # --no-deps: mmdet3d's requirements pull open3d (1.1 GB, only its visualiser needs it).
 $PIP install -q --no-deps "mmdet3d==1.4.0"
 
