@@ -400,3 +400,40 @@ def test_segmentor_markdown_and_plots_say_miou_never_nds(tmp_path):
     docs.unlink()  # --report-only rebuilds the same docs from the json (the plan, metrics included, is in its meta)
     benchmark.main(['--report-only', '--docs', str(docs), '--plan', 'configs/benchmark/quick_seg.py'])
     assert docs.read_text() == text
+
+
+def test_a_page_summarises_its_related_reports_and_says_which_are_not_published(tmp_path):
+    """The nuScenes page ends with each segmentor report's test tables in short, from that report's own json; a
+    related report not yet published is named, not skipped. The camera-view scoring of a plan is said on both."""
+    sp = seg_plan()
+    sp.splits['test'] = {'test_dataloader.dataset.pipeline': [dict(type='LoadPointsFromFile'),
+                                                              dict(type='PointsInCameraFOV', camera='CAM2')]}
+    seg_meta = dict(command='python tools/benchmark.py --plan seg.py', date='2026-12-01 05:00 UTC', machine='m',
+                    config='seg.py', checkpoint='x', plan=plan_summary(sp), hours=0.1, title='benchmark_seg')
+    benchmark.write_outputs(seg_meta, seg_records(), sp, tmp_path / 'seg' / 'seg.md')
+    fov = "scored only on the points in the camera's field of view (`PointsInCameraFOV`)"
+    assert fov in (tmp_path / 'seg' / 'seg.md').read_text()
+    p = plan()
+    meta = dict(command='python tools/benchmark.py', date='d', machine='m', config='c.py', checkpoint='x',
+                plan=plan_summary(p), hours=0.1)
+    docs = tmp_path / 'benchmarks.md'
+    benchmark.write_outputs(meta, records(p), p, docs, [str(tmp_path / 'seg' / 'seg.md'), 'docs/not_run.md'])
+    text = docs.read_text()
+    summary = text[text.index('## Other benchmarks'):]
+    for needle in ('### benchmark_seg: [seg/seg.md](seg/seg.md)',
+                   f'Test split ({fov}), mIoU, mean ± std over seeds; the dense model: 0.4500.',
+                   '| method | one-shot 80% |\n|---|---|\n| global magnitude | 0.200 |\n| RD (β = 0) | 0.360 ± 0.014 |\n'
+                   '| MMPrune4U (local R) | 0.400 ± 0.000 |',
+                   '| method | finetuned 80% |\n|---|---|\n| dense, finetuned (equal budget) | 0.460 ± 0.000 |\n'
+                   '| MMPrune4U (local R), task loss | 0.430 ± 0.000 |',
+                   'Not published yet: `docs/not_run.json` does not exist (run its plan).'):
+        assert needle in summary, needle
+    assert 'NDS' not in summary and fov not in text[:text.index('## Other benchmarks')]
+
+
+@pytest.mark.parametrize('related', [['docs/x.json'], ['docs/benchmarks.md']])
+def test_related_must_name_another_plans_report(related):
+    p = plan()
+    p.related = related
+    with pytest.raises(ValueError, match='`related` must name other plans'):
+        p.validate()

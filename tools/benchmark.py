@@ -154,8 +154,22 @@ def read_published(json_path: Path) -> dict:
     return data
 
 
-def write_outputs(meta: dict, cells: dict, plan: Plan, docs: Path) -> Path:
-    """The json (meta, every cell's record, the figures) beside the docs, the plots and the markdown."""
+def related_reports(related: list[str], docs: Path) -> list[dict]:
+    """Each related report (a path relative to the repository) with its published json's meta and figures (None
+    when it has not been published: the page says so), linked relative to ``docs``."""
+    entries = []
+    for name in related:
+        md = Path(name) if Path(name).is_absolute() else REPO / name
+        json_path = md.with_suffix('.json')
+        data = read_published(json_path) if json_path.is_file() else None
+        entries.append(dict(link=os.path.relpath(md, docs.parent), json=name[:-len('.md')] + '.json',
+                            meta=data and data['meta'], figures=data and data['figures']))
+    return entries
+
+
+def write_outputs(meta: dict, cells: dict, plan: Plan, docs: Path, related: list[str] = ()) -> Path:
+    """The json (meta, every cell's record, the figures) beside the docs, the plots and the markdown (with a
+    summary of each ``related`` report at its end)."""
     from _bench import markdown, plots, report
     fig = report.figures(cells, plan)
     json_path = docs.with_suffix('.json')
@@ -166,7 +180,7 @@ def write_outputs(meta: dict, cells: dict, plan: Plan, docs: Path) -> Path:
     allocations_path(json_path).write_text(published_json(dict(allocations=allocations)))
     written = plots.write_all(fig, docs.parent / docs.stem)
     rel = {name: os.path.relpath(path, docs.parent) for name, path in written.items()}
-    docs.write_text(markdown.render(meta, fig, rel) + '\n')
+    docs.write_text(markdown.render(meta, fig, rel, related_reports(list(related), docs)) + '\n')
     return json_path
 
 
@@ -179,7 +193,8 @@ def main(argv=None) -> None:
     docs = docs if docs.is_absolute() else REPO / docs
     if args.report_only:
         data = read_published(docs.with_suffix('.json'))
-        write_outputs(data['meta'], data['cells'], Plan(**data['meta']['plan']), docs)
+        # the run's own plan renders its tables; the plan file as it is now names the related reports
+        write_outputs(data['meta'], data['cells'], Plan(**data['meta']['plan']), docs, plan.related)
         print(f'[benchmark] report rebuilt from {docs.with_suffix(".json")}: {docs}')
         return
     import torch
@@ -206,7 +221,7 @@ def main(argv=None) -> None:
     results = run_cells(cells, store, executor, progress, run=not args.report_partial)
     meta.update(hours=(time.time() - start) / 3600,
                 cell_hours=sum(r.get('seconds', 0) for r in results.values()) / 3600)
-    json_path = write_outputs(meta, results, plan, docs)
+    json_path = write_outputs(meta, results, plan, docs, plan.related)
     if args.report_partial:
         done = sum(r.get('status') == 'done' for r in results.values())
         print(f'[benchmark] partial report of {done} / {len(cells)} cells: {json_path} and {docs}', flush=True)

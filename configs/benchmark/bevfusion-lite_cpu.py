@@ -61,3 +61,6 @@ robustness = dict(corruptions=['lidar_beams_1/2', 'lidar_beams_1/4', 'lidar_rang
                                sparsities=[0.8]),
                   finetune=dict(sparsities=[0.9]), references=_refs)
 docs = 'docs/benchmarks.md'
+# the segmentor plans' reports (configs/benchmark/minkunet*_cpu.py): their test tables are summarised at the end of
+# this page, so one page holds every model's table (each from its own published json, rebuilt with --report-only)
+related = ['docs/benchmarks_minkunet-pixelfusion.md', 'docs/benchmarks_minkunet.md']

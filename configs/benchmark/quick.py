@@ -34,3 +34,4 @@ robustness = dict(_delete_=True, corruptions=['lidar_beams_1/4', 'camera_all_bla
                   references=dict(lidar=dict(config='configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py',
                                              checkpoint='{work_dir}/cells/dense_train/iter_4.pth')))
 docs = '{work_dir}/benchmarks.md'
+related = []  # a smoke run's page summarises no published report

@@ -184,7 +184,56 @@ def costs_lines(costs: dict | None, sizes: list[dict]) -> list[str]:
     return lines
 
 
-def render(meta: dict, fig: dict, plots: dict[str, str]) -> str:
+def scoring_note(plan: dict) -> str:
+    """What the test split's tables score when the plan replaces the test pipeline (e.g. only the points in the
+    camera's view); empty when it does not."""
+    pipeline = (plan.get('splits') or {}).get('test', {}).get('test_dataloader.dataset.pipeline')
+    if not pipeline:
+        return ''
+    types = [t.get('type', '?') for t in pipeline if isinstance(t, dict)]
+    if 'PointsInCameraFOV' in types:
+        return 'scored only on the points in the camera\'s field of view (`PointsInCameraFOV`)'
+    return 'test pipeline set by the plan: ' + ', '.join(f'`{t}`' for t in types)
+
+
+def related_lines(entries: list[dict]) -> list[str]:
+    """Other plans' published test tables in short (``entries``: dicts with ``link`` to the report, ``json`` and its
+    ``meta`` and ``figures``, both None when not published): per report, the primary metric of every one-shot and
+    finetuned row by sparsity, mean ± std over seeds, and a link to the full report."""
+    if not entries:
+        return []
+    out = ['## Other benchmarks (summaries: each links to its full report)', '']
+    for e in entries:
+        if e['figures'] is None:
+            out += [f'### [{e["link"]}]({e["link"]})', '', f'Not published yet: `{e["json"]}` does not exist (run '
+                    'its plan).', '']
+            continue
+        fig, meta = e['figures'], e['meta']
+        p = metric_names(fig)[0]
+        dense = fig['dense'].get('test')
+        out += [f'### {meta.get("title", e["link"])}: [{e["link"]}]({e["link"]})', '',
+                f'Model `{meta["config"]}`; `{meta["command"]}`; {meta["date"]}. Test split'
+                + (f' ({note})' if (note := scoring_note(meta['plan'])) else '') + f', {p}, mean ± std over seeds' + (f'; the dense model: {_num4(metric_value(dense["metrics"], fig["metrics"], p))}' if dense
+                           else '') + '.', '']
+        if fig.get('missing') or fig.get('failed'):
+            out += [f'**Partial**: {len(fig.get("missing", []))} cell(s) not run, {len(fig.get("failed", []))} '
+                    'failed; see the full report.', '']
+        for regime, tables in (('one-shot', fig['oneshot']), ('finetuned', fig['finetune'])):
+            if not tables:
+                continue
+            by_label: dict[str, dict[str, dict]] = {}
+            for s, rows in tables.items():
+                for r in rows:
+                    by_label.setdefault(r['label'], {})[s] = r
+            head = ['method', *[f'{regime} {float(s):.0%}' for s in tables]]
+            out += ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+            out += ['| ' + ' | '.join([label, *[_ms(row[s].get(p), row[s].get('n', 0)) if s in row else '–'
+                                                 for s in tables]]) + ' |' for label, row in by_label.items()]
+            out.append('')
+    return out
+
+
+def render(meta: dict, fig: dict, plots: dict[str, str], related: list[dict] | None = None) -> str:
     plan = meta['plan']
     names = metric_names(fig)
     p, q = names
@@ -199,7 +248,8 @@ def render(meta: dict, fig: dict, plots: dict[str, str]) -> str:
            f'- Model config: `{meta["config"]}`; dense checkpoint: {meta["checkpoint"]}',
            f'- Seeds {plan["seeds"]} (a seed sets the calibration samples and the finetuning data order); '
            f'calibration: {plan["calib"]["samples"]} train sample(s) per seed; splits: tuning (β) on **val**, '
-           f'every table below on **test** ({held_out}), except the β sweep.']
+           f'every table below on **test** ({held_out}'
+           + (f'; {note}' if (note := scoring_note(plan)) else '') + '), except the β sweep.']
     if fig['cut']:
         out += ['- Cut from the full protocol: ' + '; '.join(fig['cut']) + '.']
     if fig.get('missing'):
@@ -265,6 +315,7 @@ def render(meta: dict, fig: dict, plots: dict[str, str]) -> str:
     out += ['## Costs', '', *costs_lines(fig['costs'], fig['sizes']), '']
     if plots:
         out += ['## Plots', '', *[f'![{name}]({path})' for name, path in plots.items()], '']
+    out += related_lines(related or [])
     return '\n'.join(out)
 
 

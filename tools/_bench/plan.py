@@ -141,6 +141,7 @@ class Plan:
     metrics: dict = field(default_factory=lambda: dict(DEFAULT_METRICS))
     docs: str = 'docs/benchmarks.md'
     name: str = 'benchmark'
+    related: list[str] = field(default_factory=list)  # other plans' published reports summarised on this one's page
 
     @classmethod
     def from_file(cls, path: str | Path) -> 'Plan':
@@ -189,6 +190,10 @@ class Plan:
             found = data_problems(self.synthetic)
             if found:
                 raise ValueError('`synthetic` is invalid: ' + '; '.join(found))
+        bad = [r for r in self.related if not str(r).endswith('.md') or r == self.docs]
+        if bad:
+            raise ValueError(f'`related` must name other plans\' reports (.md paths, not this plan\'s docs '
+                             f'{self.docs!r}), but got {bad}')
         if self.robustness is not None:
             from .robustness import problems
             found = problems(self)
