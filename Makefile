@@ -4,10 +4,11 @@ PY := .venv/bin/python
 STAMP := .venv/.mmprune4u-stamp
 PYTEST_ARGS ?=
 # pytest-xdist: one worker per core (at most 4: each holds the OpenMMLab stack in memory), one OpenMP
-# thread each (tests/conftest.py), test files kept whole on one worker (their module fixtures are costly).
+# thread each (tests/conftest.py), test files kept whole on one worker (their module fixtures are costly) and handed
+# out longest first (the `heavy` marks; tests/conftest.py).
 # TEST_WORKERS=0 runs in this process.
 TEST_WORKERS ?= auto
-XDIST := -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile
+XDIST := -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 
 .PHONY: env demo test test-all bench clean-env
 

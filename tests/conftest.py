@@ -13,6 +13,18 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Test files with a ``heavy(seconds=...)`` mark run first, longest first; the rest keep their order. Under
+    ``--dist loadfile --no-loadscope-reorder`` pytest-xdist hands files out in this order, so the long ones start
+    on separate workers at once instead of queueing at the end behind one another (a 10-minute tail)."""
+    weight: dict = {}
+    for item in items:
+        mark = item.get_closest_marker('heavy')
+        seconds = mark.kwargs.get('seconds', 0) if mark is not None else 0
+        weight[item.path] = max(weight.get(item.path, 0), seconds)
+    items.sort(key=lambda item: -weight[item.path])  # stable: a file's tests stay together and in order
+
+
 @pytest.fixture
 def spconv_nn():
     spconv_nn = pytest.importorskip('spconv.pytorch', reason='spconv is not installed')

@@ -14,6 +14,7 @@ import benchmark  # noqa: E402
 pytestmark = [pytest.mark.filterwarnings('ignore::UserWarning')]
 
 
+@pytest.mark.heavy(seconds=500)  # scheduled first under pytest-xdist (conftest)
 def test_quick_benchmark_end_to_end_then_cached(tmp_path, capsys):
     benchmark.main(['--quick', '--work-dir', str(tmp_path)])
     first = capsys.readouterr().out

@@ -16,6 +16,7 @@ pytestmark = [pytest.mark.filterwarnings('ignore::UserWarning'),
 PLAN = ['--plan', 'configs/benchmark/quick_seg.py']
 
 
+@pytest.mark.heavy(seconds=150)  # scheduled first under pytest-xdist (conftest)
 def test_quick_segmentor_benchmark_end_to_end_then_cached(tmp_path, capsys):
     benchmark.main([*PLAN, '--work-dir', str(tmp_path)])
     first = capsys.readouterr().out

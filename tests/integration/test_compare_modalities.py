@@ -21,6 +21,7 @@ def _weights(work_dir) -> set[str]:
     return {k.split('.')[0] for k in torch.load(ckpt, map_location='cpu', weights_only=False)['state_dict']}
 
 
+@pytest.mark.heavy(seconds=200)  # scheduled first under pytest-xdist (conftest)
 def test_three_variants_trained_evaluated_and_tabled(tmp_path):
     out, data = tmp_path / 'out', tmp_path / 'data'
     cmd = [sys.executable, 'tools/compare_modalities.py', '--work-dir', str(out), '--data-root', str(data),

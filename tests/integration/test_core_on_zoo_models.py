@@ -10,6 +10,8 @@ from mmprune4u_plugin.core.curves import measure_curves
 from mmprune4u_plugin.core.layers import find_prunable_layers
 from mmprune4u_plugin.core.pruner import Pruner
 from mmprune4u_plugin.core.taps import Tap
+
+pytestmark = pytest.mark.heavy(seconds=120)  # the file's time on 2 cores: scheduled first (conftest)
 from mmprune4u_plugin.hooks.calibration import collect_batches, default_task_taps, mmdet3d_forward
 
 CASES = {

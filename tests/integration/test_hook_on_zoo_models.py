@@ -11,6 +11,8 @@ import torch
 from zoo import REPO, SHARED_DATA, require_sample
 
 pytest.importorskip('mmdet3d')
+
+pytestmark = pytest.mark.heavy(seconds=300)  # the file's time on 2 cores: scheduled first (conftest)
 from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 

@@ -18,6 +18,8 @@ import torch
 from zoo import REPO, SHARED_DATA, free_port, require_sample
 
 pytest.importorskip('mmdet3d')
+
+pytestmark = pytest.mark.heavy(seconds=250)  # the file's time on 2 cores: scheduled first (conftest)
 from mmengine.config import Config  # noqa: E402
 
 import mmprune4u_plugin  # noqa: E402,F401  (this process builds the configs' models; the runs import it themselves)
