@@ -160,8 +160,8 @@ def related_reports(related: list[str], docs: Path) -> list[dict]:
     entries = []
     for name in related:
         md = Path(name) if Path(name).is_absolute() else REPO / name
-        json_path = md.with_suffix('.json')
-        data = read_published(json_path) if json_path.is_file() else None
+        json_path = md.with_suffix('.json')  # meta and figures only: the allocations beside it are not needed
+        data = json.loads(json_path.read_text()) if json_path.is_file() else None
         entries.append(dict(link=os.path.relpath(md, docs.parent), json=name[:-len('.md')] + '.json',
                             meta=data and data['meta'], figures=data and data['figures']))
     return entries

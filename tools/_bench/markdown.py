@@ -210,11 +210,12 @@ def related_lines(entries: list[dict]) -> list[str]:
             continue
         fig, meta = e['figures'], e['meta']
         p = metric_names(fig)[0]
+        note = scoring_note(meta['plan'])
         dense = fig['dense'].get('test')
+        dense_text = f'; the dense model: {_num4(metric_value(dense["metrics"], fig["metrics"], p))}' if dense else ''
         out += [f'### {meta.get("title", e["link"])}: [{e["link"]}]({e["link"]})', '',
                 f'Model `{meta["config"]}`; `{meta["command"]}`; {meta["date"]}. Test split'
-                + (f' ({note})' if (note := scoring_note(meta['plan'])) else '') + f', {p}, mean ± std over seeds' + (f'; the dense model: {_num4(metric_value(dense["metrics"], fig["metrics"], p))}' if dense
-                           else '') + '.', '']
+                f'{f" ({note})" if note else ""}, {p}, mean ± std over seeds{dense_text}.', '']
         if fig.get('missing') or fig.get('failed'):
             out += [f'**Partial**: {len(fig.get("missing", []))} cell(s) not run, {len(fig.get("failed", []))} '
                     'failed; see the full report.', '']
