@@ -228,8 +228,9 @@ def related_lines(entries: list[dict]) -> list[str]:
                     by_label.setdefault(r['label'], {})[s] = r
             head = ['method', *[f'{regime} {float(s):.0%}' for s in tables]]
             out += ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-            out += ['| ' + ' | '.join([label, *[_ms(row[s].get(p), row[s].get('n', 0)) if s in row else '–'
-                                                 for s in tables]]) + ' |' for label, row in by_label.items()]
+            for label, row in by_label.items():
+                values = [_ms(row[s].get(p), row[s].get('n', 0)) if s in row else '–' for s in tables]
+                out.append('| ' + ' | '.join([label, *values]) + ' |')
             out.append('')
     return out
 
