@@ -10,7 +10,11 @@ the cost.
     .venv/bin/python tools/benchmark_masks.py CONFIG [--checkpoint CKPT] [--sparsity 0.7] [--steps 10] [--warmup 2]
         [--threads N] [--cfg-options data_root=...]
 
-The same measurement is the ``costs`` cell's step overhead in tools/benchmark.py (there with the LSI loss as well).
+Beside the interleaved steps, the re-application and the gradient masking are each timed on their own: a few ms in a
+step of ~1 s whose time drifts by several percent, so their sum is the steadier figure.
+
+The same interleaved measurement is the ``costs`` cell's step overhead in tools/benchmark.py (there with the LSI loss
+as well).
 """
 from __future__ import annotations
 
@@ -66,16 +70,50 @@ def main(argv: list[str] | None = None) -> dict:
         model, wrapper, batches, ['plain', 'masks'], enter=enter, leave=lambda mode: None,
         after_step={'masks': pruner.apply}, warmup=args.warmup, steps=args.steps)
     med = {mode: statistics.median(v) for mode, v in times.items()}
+    paired = statistics.median(m / p for m, p in zip(times['masks'], times['plain'])) - 1
+    grad_seconds = gradient_masking_seconds(model, wrapper, pruner, batches[0], repeats=3)
+    apply_seconds = statistics.median(apply_times)
     result = dict(layers=len(layers), weights=sum(lay.numel for lay in layers), threads=torch.get_num_threads(),
-                  seconds_per_step=med, mask_apply_seconds=statistics.median(apply_times),
-                  mask_overhead=med['masks'] / med['plain'] - 1)
+                  seconds_per_step=med, mask_apply_seconds=apply_seconds, grad_mask_seconds=grad_seconds,
+                  mask_overhead=med['masks'] / med['plain'] - 1, mask_overhead_paired=paired,
+                  mask_overhead_parts=(apply_seconds + grad_seconds) / med['plain'])
     print(f'{result["layers"]} prunable layers, {result["weights"]:,} weights at sparsity {args.sparsity}; '
           f'{result["threads"]} torch thread(s); median of {args.steps} steps per mode, interleaved')
     print(f'plain training step       {med["plain"]:8.3f} s')
-    print(f'with the masks            {med["masks"]:8.3f} s  ({100 * result["mask_overhead"]:+.1f}%)')
-    print(f're-application alone      {1000 * result["mask_apply_seconds"]:8.1f} ms '
-          f'({100 * result["mask_apply_seconds"] / med["plain"]:.1f}% of a plain step)')
+    print(f'with the masks            {med["masks"]:8.3f} s  ({100 * result["mask_overhead"]:+.1f}%; '
+          f'median of the per-round ratios {100 * paired:+.1f}%)')
+    print(f're-application alone      {1000 * apply_seconds:8.1f} ms '
+          f'({100 * apply_seconds / med["plain"]:.1f}% of a plain step)')
+    print(f'gradient masking alone    {1000 * grad_seconds:8.1f} ms '
+          f'({100 * grad_seconds / med["plain"]:.1f}% of a plain step)')
+    print(f'the two together          {100 * result["mask_overhead_parts"]:8.1f} % of a plain step (timed on their '
+          f'own: steady where the step times drift)')
     return result
+
+
+def gradient_masking_seconds(model, wrapper, pruner, batch, repeats: int) -> float:
+    """Median seconds of masking every gradient once, after a real backward (what the hooks add per step).
+
+    Timed on its own because it is a few ms inside a step of ~1 s whose time drifts by several percent. After the
+    whole backward the gradients are colder in cache than when each hook runs, so this errs high."""
+    import time
+
+    import torch
+    pruner.remove_hooks()
+    with wrapper.optim_context(model):
+        data = model.data_preprocessor(batch, True)
+        loss, _ = model.parse_losses(model._run_forward(data, mode='loss'))
+    loss.backward()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        pruner.mask_grads()
+        seconds.append(time.perf_counter() - start)
+    wrapper.zero_grad()
+    pruner.prepare(model)
+    with torch.no_grad():
+        pruner.apply()
+    return statistics.median(seconds)
 
 
 if __name__ == '__main__':

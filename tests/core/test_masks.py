@@ -1,9 +1,13 @@
+import socket
+
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from helpers import TwoBranchNet, arange_
 from mmprune4u_plugin.core.layers import find_prunable_layers
-from mmprune4u_plugin.core.masks import PruningMask, magnitude_mask
+from mmprune4u_plugin.core.masks import PruningMask, magnitude_mask, zero_pruned_
 from mmprune4u_plugin.core.pruner import Pruner
 
 
@@ -145,3 +149,95 @@ def test_apply_zeros_non_finite_pruned_slots_and_indexes_the_model_once(monkeypa
     assert weight[tuple(pruned_at[0])] == 0 and weight[tuple(pruned_at[1])] == 0
     assert weight[tuple(kept_at[0])] == float('inf')
     assert int((weight[~keep] != 0).sum()) == 0
+
+
+def test_keep_factor_follows_every_change_of_the_mask():
+    """The cached uint8 copy is rebuilt after update(), a module load_state_dict (an in-place copy into the buffer)
+    and a direct in-place edit; it always equals the bool mask."""
+    pm = PruningMask((2, 2))
+    assert pm.keep_factor().tolist() == [[1, 1], [1, 1]]
+    assert pm.keep_factor() is pm.keep_factor()  # cached while the mask is unchanged
+    pm.update(torch.tensor([[True, False], [True, True]]))
+    assert pm.keep_factor().tolist() == [[1, 0], [1, 1]]
+    other = PruningMask((2, 2))
+    other.load_state_dict({'mask': torch.tensor([[False, False], [True, False]])})
+    other.keep_factor()
+    other.mask[1, 0] = False
+    assert other.keep_factor().tolist() == [[0, 0], [0, 0]]
+    assert pm.keep_factor().dtype == torch.uint8
+
+
+def test_zero_pruned_sets_exact_zeros_and_keeps_kept_values_bit_for_bit():
+    pm = PruningMask((6,))
+    pm.update(torch.tensor([True, False, True, False, True, False]))
+    t = torch.tensor([1.5, 2.0, float('inf'), float('nan'), -0.0, -3.0])
+    zero_pruned_(t, pm)
+    assert t[[1, 3, 5]].tolist() == [0.0, 0.0, 0.0]
+    assert t[0] == 1.5 and t[2] == float('inf') and t[4] == 0.0 and str(float(t[4])) == '-0.0'
+    finite = torch.tensor([1.0, float('nan'), 2.0, float('-inf'), 3.0, 4.0])  # only the pruned slots non-finite
+    assert zero_pruned_(finite, pm).tolist() == [1.0, 0.0, 2.0, 0.0, 3.0, 0.0]
+
+
+def test_gradient_masks_hold_under_accumulation_and_non_finite_gradients():
+    model = arange_(TwoBranchNet())
+    layers = find_prunable_layers(model, modalities=dict(camera=['img_'], lidar=['pts_']))
+    pruner = Pruner(layers)
+    pruner.prepare(model)
+    pruner.set_sparsities({lay.name: 0.5 for lay in layers})
+    w = model.pts_backbone[0].weight
+    keep = pruner.mask_of('pts_backbone.0.weight')
+    img, pts = torch.randn(2, 3, 4, 4), torch.randn(2, 5, 5)
+    model(img, pts).pow(2).mean().backward()
+    once = w.grad.clone()
+    model(img, pts).pow(2).mean().backward()  # accumulated without zero_grad
+    assert torch.equal(w.grad, 2 * once)
+    assert int((w.grad[~keep] != 0).sum()) == 0 and int((w.grad[keep] != 0).sum()) > 0
+    model.zero_grad()
+    model(img, pts * float('inf')).sum().backward()  # a diverged step: NaN everywhere, still 0 where pruned
+    assert int((w.grad[~keep] != 0).sum()) == 0 and torch.isnan(w.grad[keep]).all()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _ddp_rank(rank: int, world: int, port: int, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=world)
+    try:
+        model = arange_(TwoBranchNet())
+        wrapped = torch.nn.parallel.DistributedDataParallel(model)
+        pruner = Pruner(find_prunable_layers(model))
+        pruner.prepare(model)  # after wrapping, as MMPrune4UHook.before_train does
+        pruner.set_sparsities({lay.name: 0.5 for lay in pruner.layers})
+        gen = torch.Generator().manual_seed(rank)  # each rank its own batch
+        wrapped(torch.randn(2, 3, 4, 4, generator=gen), torch.randn(2, 5, 5, generator=gen)).pow(2).mean().backward()
+        torch.save({lay.name: model.get_parameter(lay.name).grad for lay in pruner.layers}, f'{out}_rank{rank}.pt')
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_reduces_the_masked_gradient(tmp_path):
+    """Under DistributedDataParallel the reduced gradient is 0 where pruned and, where kept, the mean of what each
+    rank computes alone: the masking runs before DDP copies the gradient into its bucket."""
+    out = str(tmp_path / 'grads')
+    mp.spawn(_ddp_rank, args=(2, _free_port(), out), nprocs=2, join=True)
+    reduced = [torch.load(f'{out}_rank{r}.pt') for r in range(2)]
+    model = arange_(TwoBranchNet())
+    pruner = Pruner(find_prunable_layers(model))
+    pruner.prepare(model)
+    pruner.set_sparsities({lay.name: 0.5 for lay in pruner.layers})
+    alone = []
+    for rank in range(2):
+        model.zero_grad()
+        gen = torch.Generator().manual_seed(rank)
+        model(torch.randn(2, 3, 4, 4, generator=gen), torch.randn(2, 5, 5, generator=gen)).pow(2).mean().backward()
+        alone.append({lay.name: model.get_parameter(lay.name).grad.clone() for lay in pruner.layers})
+    for lay in pruner.layers:
+        keep = pruner.mask_of(lay.name)
+        expected = (alone[0][lay.name] + alone[1][lay.name]) / 2
+        for grads in reduced:
+            assert int((grads[lay.name][~keep] != 0).sum()) == 0
+            assert torch.allclose(grads[lay.name], expected, atol=1e-6)

@@ -21,8 +21,11 @@ def test_times_plain_and_masked_steps(tmp_path, capsys):
     assert all(v > 0 for v in result['seconds_per_step'].values()) and result['mask_apply_seconds'] > 0
     assert result['mask_overhead'] == pytest.approx(
         result['seconds_per_step']['masks'] / result['seconds_per_step']['plain'] - 1)
+    assert result['mask_overhead_parts'] == pytest.approx(
+        (result['mask_apply_seconds'] + result['grad_mask_seconds']) / result['seconds_per_step']['plain'])
+    assert result['grad_mask_seconds'] > 0 and -1 < result['mask_overhead_paired']
     assert result['layers'] > 0 and f'{result["weights"]:,} weights at sparsity 0.5' in out
-    assert 'with the masks' in out and 're-application alone' in out
+    assert 'with the masks' in out and 're-application alone' in out and 'gradient masking alone' in out
 
 
 @pytest.mark.parametrize('args, message', [(['--sparsity', '1.0'], 'must be in \\[0, 1\\)'),
