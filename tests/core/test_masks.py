@@ -57,13 +57,9 @@ def test_pruning_mask_config_roundtrip():
 
 
 def test_pruner_masks_weights_grads_and_survives_sgd():
-    model = arange_(TwoBranchNet())
-    layers = find_prunable_layers(model, modalities=dict(camera=['img_'], lidar=['pts_']))
-    pruner = Pruner(layers)
-    pruner.prepare(model)
-    pruner.set_sparsities({lay.name: 0.5 for lay in layers})
+    model, pruner = _half_pruned_two_branch()
     report = pruner.report()
-    assert report.zeros == sum(round(0.5 * lay.numel) for lay in layers)
+    assert report.zeros == sum(round(0.5 * lay.numel) for lay in pruner.layers)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=0.1)
     for _ in range(3):
         out = model(torch.randn(2, 3, 4, 4), torch.randn(2, 5, 5)).pow(2).mean()
@@ -129,11 +125,7 @@ def test_apply_zeros_non_finite_pruned_slots_and_indexes_the_model_once(monkeypa
     """Re-application runs every step: one module index per call (a look-up per layer cost 3/4 of its time), and a
     pruned slot ends at exactly 0 whatever it held; kept slots are untouched, inf and NaN included."""
     from mmprune4u_plugin.core import pruner as pruner_module
-    model = arange_(TwoBranchNet())
-    layers = find_prunable_layers(model, modalities=dict(camera=['img_'], lidar=['pts_']))
-    pruner = Pruner(layers)
-    pruner.prepare(model)
-    pruner.set_sparsities({lay.name: 0.5 for lay in layers})
+    model, pruner = _half_pruned_two_branch()
     weight = model.img_backbone[0].weight
     keep = pruner.mask_of('img_backbone.0.weight')
     pruned_at, kept_at = (~keep).nonzero()[:2], keep.nonzero()[:1]
@@ -149,6 +141,14 @@ def test_apply_zeros_non_finite_pruned_slots_and_indexes_the_model_once(monkeypa
     assert weight[tuple(pruned_at[0])] == 0 and weight[tuple(pruned_at[1])] == 0
     assert weight[tuple(kept_at[0])] == float('inf')
     assert int((weight[~keep] != 0).sum()) == 0
+
+
+def _half_pruned_two_branch() -> tuple[TwoBranchNet, Pruner]:
+    model = arange_(TwoBranchNet())
+    pruner = Pruner(find_prunable_layers(model, modalities=dict(camera=['img_'], lidar=['pts_'])))
+    pruner.prepare(model)
+    pruner.set_sparsities({lay.name: 0.5 for lay in pruner.layers})
+    return model, pruner
 
 
 def test_keep_factor_follows_every_change_of_the_mask():
@@ -179,11 +179,7 @@ def test_zero_pruned_sets_exact_zeros_and_keeps_kept_values_bit_for_bit():
 
 
 def test_gradient_masks_hold_under_accumulation_and_non_finite_gradients():
-    model = arange_(TwoBranchNet())
-    layers = find_prunable_layers(model, modalities=dict(camera=['img_'], lidar=['pts_']))
-    pruner = Pruner(layers)
-    pruner.prepare(model)
-    pruner.set_sparsities({lay.name: 0.5 for lay in layers})
+    model, pruner = _half_pruned_two_branch()
     w = model.pts_backbone[0].weight
     keep = pruner.mask_of('pts_backbone.0.weight')
     img, pts = torch.randn(2, 3, 4, 4), torch.randn(2, 5, 5)
