@@ -1,0 +1,76 @@
+"""tools/summarise_modalities.py: mean ± std over seeds of compare_modalities runs and the two targets, on
+hand-made runs whose figures are checked by hand."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools'))
+import summarise_modalities  # noqa: E402
+
+SETTINGS = dict(iters=1200, iters2=900, img_pretrain_iters=1800, lidar_dropout=True, data_root='/data',
+                configs={'lidar': 'l.py'}, stage2_configs={'lidar': 'l.py'})
+
+
+def _run(tmp_path: Path, seed: int, fused: float, lidar: float, camera: float, **changes) -> Path:
+    def result(nds):
+        return {'metrics': {'NuScenes metric/pred_instances_3d_NuScenes/NDS': nds,
+                            'NuScenes metric/pred_instances_3d_NuScenes/mAP': nds - 0.1}}
+    work = tmp_path / f'seed{seed}'
+    work.mkdir()
+    run = dict(SETTINGS, seed=seed, results={'lidar (stage 1)': result(lidar - 0.02),
+                                             'lidar-camera (stage 2)': result(fused), 'lidar (stage 2)': result(lidar),
+                                             'camera (stage 2)': result(camera)})
+    run.update(changes)
+    (work / 'modalities.json').write_text(json.dumps(run))
+    return work
+
+
+def test_means_per_seed_gaps_and_targets(tmp_path, capsys):
+    dirs = [_run(tmp_path, 2, 0.44, 0.40, 0.20), _run(tmp_path, 0, 0.416, 0.405, 0.229),
+            _run(tmp_path, 1, 0.40, 0.41, 0.10)]
+    summary = summarise_modalities.main([str(d) for d in dirs] + ['--out', str(tmp_path / 'out')])
+    assert summary['seeds'] == [0, 1, 2]  # sorted by seed
+    assert summary['models']['lidar (stage 2)']['NDS']['values'] == [0.405, 0.41, 0.40]
+    assert summary['models']['lidar (stage 2)']['NDS']['mean'] == pytest.approx(0.405)
+    assert summary['models']['lidar (stage 2)']['NDS']['std'] == pytest.approx(0.005)  # sqrt((0 + 25 + 25)e-6 / 2)
+    gap = summary['targets']['fused_minus_lidar_nds']
+    assert gap['per_seed'] == pytest.approx([0.011, -0.01, 0.04])
+    assert gap['mean'] == pytest.approx(0.041 / 3) and not gap['met']
+    cam = summary['targets']['camera_nds']
+    assert cam['mean'] == pytest.approx(0.529 / 3) and cam['met']  # 0.176 >= 0.15
+    # std: sqrt((0.0527² + 0.0763² + 0.0237²) / 2) = 0.068
+    text = (tmp_path / 'out' / 'modalities_seeds.md').read_text()
+    assert '| lidar (stage 2) | 0.405 | 0.410 | 0.400 | 0.305 | 0.310 | 0.300 | 0.405 ± 0.005 | 0.305 ± 0.005 |' in text
+    assert 'per seed +0.011 / -0.010 / +0.040), target >= +0.03: **not met**' in text
+    assert 'camera-only NDS 0.176 ± 0.068, target >= 0.15: **met**' in text
+    assert text == capsys.readouterr().out
+    assert json.loads((tmp_path / 'out' / 'modalities_seeds.json').read_text())['seeds'] == [0, 1, 2]
+
+
+def test_fused_target_met_when_the_mean_gap_reaches_it(tmp_path):
+    dirs = [_run(tmp_path, 0, 0.45, 0.41, 0.2), _run(tmp_path, 1, 0.43, 0.41, 0.2)]
+    gap = summarise_modalities.main([str(d) for d in dirs])['targets']['fused_minus_lidar_nds']
+    assert gap['mean'] == pytest.approx(0.03) and gap['met'] is (gap['mean'] >= 0.03)
+
+
+@pytest.mark.parametrize('second, message', [
+    (dict(seed=0), 'each run must have its own seed'),
+    (dict(iters2=300), "differ in 'iters2'"),
+    (dict(lidar_dropout=False), "differ in 'lidar_dropout'"),
+])
+def test_runs_that_differ_in_more_than_the_seed_are_refused(tmp_path, second, message):
+    first = _run(tmp_path, 0, 0.4, 0.4, 0.2)
+    other = tmp_path / 'other'
+    run = json.loads((first / 'modalities.json').read_text())
+    run.update({'seed': 1, **second})
+    other.mkdir()
+    (other / 'modalities.json').write_text(json.dumps(run))
+    with pytest.raises(SystemExit, match=message):
+        summarise_modalities.main([str(first), str(other)])
+
+
+def test_a_missing_run_names_the_command_that_makes_it(tmp_path):
+    with pytest.raises(SystemExit, match='run tools/compare_modalities.py --work-dir'):
+        summarise_modalities.main([str(tmp_path / 'nothing')])

@@ -1,0 +1,111 @@
+"""Mean ± std over seeds of tools/compare_modalities.py runs, and the benchmark issue's two targets.
+
+Each run (one seed) leaves ``<work-dir>/modalities.json``. This reads several, checks that they differ only in the
+seed (same schedule, pretraining, dropout and data), and writes one table: every model's NDS and mAP per seed and
+mean ± sample std, then the targets of the dense model (issue 9): camera-only NDS >= 0.15 and fused >= LiDAR-only +
+0.03, both as means over the seeds, with the fused - LiDAR-only difference per seed beside them.
+
+    .venv/bin/python tools/summarise_modalities.py work_dirs/modalities_seed0 work_dirs/modalities_seed1 ...
+        [--out docs/modalities]   (writes modalities_seeds.md and modalities_seeds.json there)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench.stats import format_mean_std, summarize  # noqa: E402
+from _stages import metric  # noqa: E402
+
+# what must agree between the runs for their mean to mean anything
+SAME = ('iters', 'iters2', 'img_pretrain_iters', 'lidar_dropout', 'data_root', 'configs', 'stage2_configs')
+TARGETS = dict(camera_nds=0.15, fused_minus_lidar_nds=0.03)
+KEYS = ('NDS', 'mAP')
+
+
+def load_runs(work_dirs: list[Path]) -> list[dict]:
+    """The runs' modalities.json, sorted by seed; one clear error for a missing file, a repeated seed or runs
+    whose settings differ in more than the seed."""
+    runs = []
+    for work_dir in work_dirs:
+        path = Path(work_dir) / 'modalities.json'
+        if not path.is_file():
+            raise SystemExit(f'{path} does not exist: run tools/compare_modalities.py --work-dir {work_dir} first')
+        runs.append(json.loads(path.read_text()))
+    seeds = [run['seed'] for run in runs]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f'each run must have its own seed, but got seeds: {seeds}')
+    for key in SAME:
+        values = {json.dumps(run.get(key), sort_keys=True) for run in runs}
+        if len(values) > 1:
+            raise SystemExit(f'the runs differ in {key!r} ({sorted(values)}), not only in the seed')
+    rows = [list(run['results']) for run in runs]
+    if any(r != rows[0] for r in rows):
+        raise SystemExit(f'the runs have different models: {rows}')
+    return sorted(runs, key=lambda run: run['seed'])
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Per model and metric: the values by seed and their mean / std; the two targets, checked on the means."""
+    stage = 'stage 2' if any(name.endswith('(stage 2)') for name in runs[0]['results']) else 'stage 1'
+    models = {}
+    for name in runs[0]['results']:
+        models[name] = {}
+        for key in KEYS:
+            values = [metric(run['results'][name], key) for run in runs]
+            s = summarize(values)
+            models[name][key] = dict(values=values, mean=s.mean, std=s.std)
+    nds = {m: [metric(run['results'][f'{m} ({stage})'], 'NDS') for run in runs]
+           for m in ('lidar-camera', 'lidar', 'camera')}
+    gaps = [f - l for f, l in zip(nds['lidar-camera'], nds['lidar'])]
+    camera, gap = summarize(nds['camera']), summarize(gaps)
+    targets = dict(
+        camera_nds=dict(mean=camera.mean, std=camera.std, target=TARGETS['camera_nds'],
+                        met=camera.mean >= TARGETS['camera_nds']),
+        fused_minus_lidar_nds=dict(per_seed=gaps, mean=gap.mean, std=gap.std,
+                                   target=TARGETS['fused_minus_lidar_nds'],
+                                   met=gap.mean >= TARGETS['fused_minus_lidar_nds']))
+    return dict(seeds=[run['seed'] for run in runs], stage=stage,
+                settings={key: runs[0].get(key) for key in SAME}, models=models, targets=targets)
+
+
+def markdown(summary: dict) -> str:
+    seeds = summary['seeds']
+    head = '| model | ' + ' | '.join(f'{k} seed {s}' for k in KEYS for s in seeds) + ' | ' + \
+        ' | '.join(f'{k} mean ± std' for k in KEYS) + ' |'
+    lines = [f'Val split, seeds {", ".join(map(str, seeds))} (tools/compare_modalities.py, one run per seed; '
+             'mean ± sample std).', '', head, '|---' * (1 + len(KEYS) * (len(seeds) + 1)) + '|']
+    for name, by_key in summary['models'].items():
+        cells = [f'{v:.3f}' for k in KEYS for v in by_key[k]['values']]
+        cells += [format_mean_std(summarize(by_key[k]['values'])) for k in KEYS]
+        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    t = summary['targets']
+    cam, gap = t['camera_nds'], t['fused_minus_lidar_nds']
+    per_seed = ' / '.join(f'{g:+.3f}' for g in gap['per_seed'])
+    lines += ['', f'Targets ({summary["stage"]}, means over the seeds):',
+              f'- camera-only NDS {cam["mean"]:.3f} ± {cam["std"]:.3f}, target >= {cam["target"]}: '
+              f'**{"met" if cam["met"] else "not met"}**',
+              f'- fused - LiDAR-only NDS {gap["mean"]:+.3f} ± {gap["std"]:.3f} (per seed {per_seed}), target >= '
+              f'+{gap["target"]}: **{"met" if gap["met"] else "not met"}**']
+    return '\n'.join(lines) + '\n'
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('work_dirs', nargs='+', type=Path, help='one tools/compare_modalities.py work dir per seed')
+    parser.add_argument('--out', type=Path, help='folder for modalities_seeds.md / .json (default: print only)')
+    args = parser.parse_args(argv)
+    summary = summarise(load_runs(args.work_dirs))
+    text = markdown(summary)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / 'modalities_seeds.md').write_text(text)
+        (args.out / 'modalities_seeds.json').write_text(json.dumps(summary, indent=1) + '\n')
+    print(text, end='')
+    return summary
+
+
+if __name__ == '__main__':
+    main()
