@@ -221,7 +221,7 @@ def test_ddp_reduces_the_masked_gradient(tmp_path):
     out = str(tmp_path / 'grads')
     mp.spawn(_ddp_rank, args=(2, _free_port(), out), nprocs=2, join=True)
     reduced = [torch.load(f'{out}_rank{r}.pt') for r in range(2)]
-    model = arange_(TwoBranchNet())
+    model = arange_(TwoBranchNet()).double()
     pruner = Pruner(find_prunable_layers(model))
     pruner.prepare(model)
     pruner.set_sparsities({lay.name: 0.5 for lay in pruner.layers})
@@ -229,11 +229,15 @@ def test_ddp_reduces_the_masked_gradient(tmp_path):
     for rank in range(2):
         model.zero_grad()
         gen = torch.Generator().manual_seed(rank)
-        model(torch.randn(2, 3, 4, 4, generator=gen), torch.randn(2, 5, 5, generator=gen)).pow(2).mean().backward()
+        img, pts = torch.randn(2, 3, 4, 4, generator=gen), torch.randn(2, 5, 5, generator=gen)
+        model(img.double(), pts.double()).pow(2).mean().backward()
         alone.append({lay.name: model.get_parameter(lay.name).grad.clone() for lay in pruner.layers})
     for lay in pruner.layers:
         keep = pruner.mask_of(lay.name)
         expected = (alone[0][lay.name] + alone[1][lay.name]) / 2
         for grads in reduced:
             assert int((grads[lay.name][~keep] != 0).sum()) == 0
-            assert torch.allclose(grads[lay.name], expected, atol=1e-6)
+            # the reference is float64: BatchNorm's backward cancels terms of the gradient's size, so float32 is off
+            # by rounding of that size; a missed average would be off by the whole gradient
+            scale = float(expected.abs().max())
+            assert float((grads[lay.name].double() - expected).abs().max()) <= 1e-4 * scale, lay.name
