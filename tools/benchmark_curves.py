@@ -1,14 +1,20 @@
 """Cost of the curve estimators on a real mmdet3d model, and how well `fisher` agrees with `exact`.
 
-Prints, for one model: wall time and leaf-module forwards of the memoised exact estimator vs the plain one (a full
-forward for every layer, level and batch), the fisher estimator's time, the Spearman rank correlation between fisher
-and exact task-distortion curves, and how far the DP's 70% allocations from the two estimators differ.
+Prints, for one model: wall time and leaf-module forwards of the memoised exact estimator vs the plain one (a forward
+to the last tap for every layer, level and batch), per modality group (a pass costs what lies downstream of the
+pruned layer, so the groups differ), the fisher estimator's time, the Spearman rank correlation between fisher and
+exact task-distortion curves, and how far the DP's 70% allocations from the two estimators differ.
 
-    python tools/benchmark_curves.py [--model pointpillars|mvxnet] [--levels 0 0.5 0.7 0.9] [--probes 16]
+    python tools/benchmark_curves.py [--model pointpillars|mvxnet|bevfusion-lite] [--levels 0 0.5 0.7 0.9]
+        [--probes 16] [--memo-depth 2] [--layers N]
+
+``bevfusion-lite`` is the benchmark's model (configs/demo) on the real nuScenes keyframe (six cameras) in
+../shared/data; the KITTI models run on the real KITTI frame there, or on synthetic points without it.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,13 +24,29 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / 'tools'))
+SHARED = Path(os.environ.get('MMPRUNE4U_SHARED_DATA', REPO.parent / 'shared' / 'data'))
 
+# model: (model config, data config or None = the model config, modality groups, modality taps, the real sample)
 MODELS = {
-    'pointpillars': ('pointpillars/pointpillars_tiny_8xb1-short_kitti-sample.py', dict(lidar=['']), dict(lidar='neck')),
-    'mvxnet': ('mvxnet/mvxnet_tiny_8xb1-short_kitti-sample.py',
+    'pointpillars': ('pointpillars/pointpillars_tiny_8xb1-short_kitti-sample.py', None, dict(lidar=['']),
+                     dict(lidar='neck'), SHARED / 'kitti-sample' / '000008.pkl'),
+    'mvxnet': ('mvxnet/mvxnet_tiny_8xb1-short_kitti-sample.py', None,
                dict(camera=['img_'], fusion=['fusion_layer'], lidar=['pts_']),
-               dict(camera='img_neck', lidar='pts_middle_encoder')),
+               dict(camera='img_neck', lidar='pts_middle_encoder'), SHARED / 'kitti-sample' / '000008.pkl'),
+    'bevfusion-lite': ('demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py',
+                       'bevfusion_lite/bevfusion-lite_tiny_lidar-cam_1xb1-short_nus-sample.py',
+                       dict(camera=['img_', 'view_transform'], lidar=['pts_middle_encoder'],
+                            fusion=['fusion_layer', 'pts_backbone', 'pts_neck', 'bbox_head']),
+                       dict(camera='view_transform', lidar='pts_middle_encoder'),
+                       SHARED / 'nuscenes-v1.0-mini-sample'),
 }
+
+
+def evenly_spaced(items: list, n: int | None) -> list:
+    """``n`` items spread over ``items`` (all of them when ``n`` is None or larger)."""
+    if n is None or n >= len(items):
+        return list(items)
+    return [items[i] for i in sorted({int(round(x)) for x in np.linspace(0, len(items) - 1, n)})]
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -37,43 +59,83 @@ def main() -> None:
     parser.add_argument('--model', choices=sorted(MODELS), default='pointpillars')
     parser.add_argument('--levels', type=float, nargs='+', default=[0.0, 0.3, 0.5, 0.7, 0.8, 0.9])
     parser.add_argument('--probes', type=int, default=16)
+    parser.add_argument('--memo-depth', type=int, default=3, help='ForwardMemo unit depth (the hook\'s default: 3)')
+    parser.add_argument('--layers', type=int, default=None,
+                        help='time the exact estimators on this many evenly spaced layers (default: all)')
     args = parser.parse_args()
     import torch
 
     from demo_core import _batches_real, _batches_synthetic, _build
-    from mmprune4u_plugin.core.curves import measure_curves
+    from mmprune4u_plugin.core.curves import DistortionCurves, eval_mode, measure_curves
+    from mmprune4u_plugin.core.estimate_exact import exact_curves
     from mmprune4u_plugin.core.layers import find_prunable_layers
     from mmprune4u_plugin.core.plan import AllocationSpec, allocate_layers
     from mmprune4u_plugin.core.taps import Tap
     from mmprune4u_plugin.hooks.calibration import default_task_taps, mmdet3d_forward
 
     torch.manual_seed(0)
-    config, modalities, taps = MODELS[args.model]
+    config, data_config, modalities, taps, sample = MODELS[args.model]
+    if args.model == 'bevfusion-lite' and not sample.is_dir():
+        raise SystemExit(f'bevfusion-lite runs on the real nuScenes keyframe {sample}, which is absent')
+    os.environ.setdefault('MMPRUNE4U_SHARED_DATA', str(SHARED))
     cfg, model, datasets = _build(config)
     model.eval()
-    real = (REPO.parent / 'shared' / 'data' / 'kitti-sample' / '000008.pkl').is_file()
+    real = sample.exists()
+    if data_config is not None:
+        from mmengine.config import Config
+        cfg = Config.fromfile(str(REPO / 'configs' / data_config))
     batches = _batches_real(model, cfg, datasets) if real else _batches_synthetic(model)
     layers = find_prunable_layers(model, modalities=modalities)
-    kw = dict(task_taps=default_task_taps(model), modality_taps={m: Tap(t) for m, t in taps.items()},
-              grid=tuple(args.levels))
-    results = {}
-    for name, extra in (('exact (memoised)', dict(memoise=True)), ('exact (plain)', dict(memoise=False)),
-                        ('fisher', dict(estimator='fisher', num_probes=args.probes))):
-        start = time.perf_counter()
-        results[name] = (measure_curves(model, layers, batches, mmdet3d_forward, **kw, **extra),
-                         time.perf_counter() - start)
-    print(f'model {args.model}: {len(layers)} layers, {sum(lay.numel for lay in layers):,} weights, '
-          f'{len(args.levels) - 1} levels, {len(batches)} batch, data: {"real KITTI frame" if real else "synthetic"}')
-    print(f'{"estimator":<18} {"seconds":>8} {"leaf forwards":>14} {"plain would be":>15}')
-    for name, (curves, secs) in results.items():
-        st = curves.stats
-        print(f'{name:<18} {secs:>8.1f} {st.get("leaf_forwards", "-"):>14} {st.get("plain_leaf_forwards", "-"):>15}'
-              + (f'   backward passes: {st["backward_passes"]}' if 'backward_passes' in st else ''))
-    exact, fisher = results['exact (memoised)'][0], results['fisher'][0]
-    assert np.allclose(exact.task, results['exact (plain)'][0].task, rtol=1e-6, atol=1e-9), 'memo changed curves'
+    task_taps = default_task_taps(model)
+    modality_taps = {m: Tap(t) for m, t in taps.items()}
+    timed = evenly_spaced(layers, args.layers)
+    grid = np.asarray(args.levels, dtype=np.float64)
+    print(f'model {args.model}: {len(layers)} layers ({len(timed)} timed), '
+          f'{sum(lay.numel for lay in layers):,} weights, {int((grid > 0).sum())} levels, {len(batches)} batch, '
+          f'data: {"the real sample" if real else "synthetic"}, memo depth {args.memo_depth}')
+    exact_task, rows = {}, []
+    with eval_mode(model), torch.no_grad():
+        for group in dict.fromkeys(lay.modality for lay in timed):
+            members = [lay for lay in timed if lay.modality == group]
+            row = dict(group=group, layers=len(members))
+            for name, memoise in (('memo', True), ('plain', False)):
+                start = time.perf_counter()
+                task, _, st = exact_curves(model, members, grid, batches, mmdet3d_forward, task_taps=task_taps,
+                                           modality_taps=modality_taps, memoise=memoise, memo_depth=args.memo_depth)
+                row[name] = time.perf_counter() - start
+                row[f'{name}_leaf'] = st['leaf_forwards']
+                if memoise:
+                    exact_task.update({lay.name: task[i] for i, lay in enumerate(members)})
+                elif not np.allclose(task, np.stack([exact_task[lay.name] for lay in members]), rtol=1e-6,
+                                     atol=1e-9):
+                    raise SystemExit(f'the memo changed the curves of the {group} layers')
+            rows.append(row)
+    passes = int((grid > 0).sum()) * len(batches)
+    print(f'{"exact, by group":<16} {"layers":>6} {"memo s/pass":>12} {"plain s/pass":>13} {"memo cheaper":>13} '
+          f'{"leaf forwards memo / plain":>27}')
+    for r in rows + [dict(group='all timed', **{k: sum(r[k] for r in rows)
+                                                for k in ('layers', 'memo', 'plain', 'memo_leaf', 'plain_leaf')})]:
+        n = r['layers'] * passes
+        print(f'{r["group"]:<16} {r["layers"]:>6} {r["memo"] / n:>12.3f} {r["plain"] / n:>13.3f} '
+              f'{r["plain"] / r["memo"]:>12.1f}x {r["memo_leaf"]:>13,} / {r["plain_leaf"]:,}')
+    kw = dict(task_taps=task_taps, modality_taps=modality_taps, grid=tuple(args.levels))
+    start = time.perf_counter()
+    fisher = measure_curves(model, layers, batches, mmdet3d_forward, estimator='fisher', num_probes=args.probes,
+                            **kw)
+    t_fisher = time.perf_counter() - start
+    plain_all = sum(r['plain'] for r in rows) * len(layers) / len(timed)
+    print(f'fisher, all layers: {t_fisher:.1f} s ({fisher.stats.get("backward_passes")} backward passes): '
+          f'{plain_all / t_fisher:.1f}x cheaper than plain exact on all layers ({plain_all:.0f} s, scaled)')
+    if len(timed) < len(layers):
+        return  # the agreement below needs the exact curves of every layer
+    exact = DistortionCurves([lay.name for lay in layers], [lay.modality for lay in layers],
+                             [lay.numel for lay in layers], grid, np.stack([exact_task[lay.name] for lay in layers]),
+                             np.zeros((len(layers), len(grid))))
     cols = slice(1, None)
-    print(f'spearman(fisher, exact) over all (layer, level>0): {spearman(fisher.task[:, cols].ravel(), exact.task[:, cols].ravel()):.3f}')
-    print(f'spearman(fisher, exact) of layer sensitivity at the top level: {spearman(fisher.task[:, -1], exact.task[:, -1]):.3f}')
+    every = spearman(fisher.task[:, cols].ravel(), exact.task[:, cols].ravel())
+    print(f'spearman(fisher, exact) over all (layer, level>0): {every:.3f}')
+    print(f'spearman(fisher, exact) of layer sensitivity at the top level: '
+          f'{spearman(fisher.task[:, -1], exact.task[:, -1]):.3f}')
     a = allocate_layers(layers, AllocationSpec(0.7, 'rd'), curves=exact)
     b = allocate_layers(layers, AllocationSpec(0.7, 'rd'), curves=fisher)
     diff = np.array([abs(a[lay.name] - b[lay.name]) for lay in layers])

@@ -189,7 +189,7 @@ def gradients_enabled(model: nn.Module, layers: Sequence[PrunableLayer]) -> Iter
 def measure_curves(model: nn.Module, layers: Sequence[PrunableLayer], batches: Sequence[Any],
                    forward_fn: Callable[[nn.Module, Any], Any], *, task_taps: Sequence[Tap],
                    modality_taps: Mapping[str, Tap] | None = None, grid: Sequence[float] = DEFAULT_GRID,
-                   estimator: str = Estimator.EXACT, num_probes: int = 8, memoise: bool = True,
+                   estimator: str = Estimator.EXACT, num_probes: int = 8, memoise: bool = True, memo_depth: int = 3,
                    local_r: SampledR = SampledR(),
                    progress: Callable[[str, int], Callable[[int], None]] | None = None) -> DistortionCurves:
     """Measure the curves of ``layers`` in eval mode on the calibration ``batches`` (weights are left unchanged).
@@ -210,6 +210,7 @@ def measure_curves(model: nn.Module, layers: Sequence[PrunableLayer], batches: S
         if est is Estimator.EXACT:
             task, down, stats = exact_curves(model, layers, grid_arr, batches, forward_fn, task_taps=task_taps,
                                              modality_taps=dict(modality_taps or {}), memoise=memoise,
+                                             memo_depth=memo_depth,
                                              progress=tick('exact curves', len(layers) * n_levels))
         else:
             with gradients_enabled(model, layers):

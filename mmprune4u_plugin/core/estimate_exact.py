@@ -3,8 +3,9 @@
 Memoised (see :mod:`memo`): what pruning layer l cannot change is served from the dense pass, and each pass stops
 once the last tap is captured. The memo's dirty module is the layer's *runner* (the module whose forward uses the
 weight, see :mod:`layers`): an attention's ``out_proj`` never runs as a module, so naming it would let every later
-unit be served from the dense record. ``memoise=False`` gives the plain estimator (full forward for every layer and
-level) for comparison.
+unit be served from the dense record. ``memoise=False`` gives the plain estimator for comparison: a forward for every
+layer and level, up to the last tap (both stop there, so the comparison measures the memo alone and not the head's
+post-processing, e.g. a detector's NMS, that no tap needs).
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ class LeafCallCounter:
 
 def exact_curves(model: nn.Module, layers: Sequence[PrunableLayer], grid: Sequence[float], batches: Sequence[Any],
                  forward_fn: Callable[[nn.Module, Any], Any], *, task_taps: Sequence[Tap],
-                 modality_taps: dict[str, Tap], memoise: bool = True, memo_depth: int = 2,
+                 modality_taps: dict[str, Tap], memoise: bool = True, memo_depth: int = 3,
                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, dict, dict]:
     """Measure task distortion D[l, k] and per-modality LSI bounds J[m][l, k] by real forward passes.
 
@@ -50,7 +51,7 @@ def exact_curves(model: nn.Module, layers: Sequence[PrunableLayer], grid: Sequen
 
     Returns:
         (task [L, K], {modality: [L, K]}, stats) where stats counts leaf-module forwards: ``leaf_forwards`` (done),
-        ``plain_leaf_forwards`` (a full forward for every layer, level and batch) and ``memo_calls_served``.
+        ``plain_leaf_forwards`` (the dense passes' count for every layer and level) and ``memo_calls_served``.
     """
     labels = {f'task{i}': tap for i, tap in enumerate(task_taps)}
     labels.update({f'mod:{m}': tap for m, tap in modality_taps.items()})
@@ -60,12 +61,11 @@ def exact_curves(model: nn.Module, layers: Sequence[PrunableLayer], grid: Sequen
     task = np.zeros((L, K))
     per_mod = {m: np.zeros((L, K)) for m in modality_taps}
     memo = ForwardMemo(model, memo_depth) if memoise else None
-    recorder = TapRecorder(model, labels, stop_early=memoise)
+    recorder = TapRecorder(model, labels, stop_early=True)
     with torch.no_grad():
-        with LeafCallCounter(model) as full:  # one complete forward: the unit of the plain estimator's cost
-            forward_fn(model, batches[0])
         dense = []
-        with recorder:
+        # the dense passes (one per batch, nothing served) are the unit of the plain estimator's cost
+        with recorder, LeafCallCounter(model) as full:
             for i, batch in enumerate(batches):
                 if memo is not None:
                     memo.start_batch(i)
@@ -111,6 +111,6 @@ def exact_curves(model: nn.Module, layers: Sequence[PrunableLayer], grid: Sequen
                         progress(1)
                 weight.copy_(original)
     stats = {'leaf_forwards': counter.count,
-             'plain_leaf_forwards': full.count * L * sum(1 for s in grid if s > 0) * len(batches),
+             'plain_leaf_forwards': full.count * L * sum(1 for s in grid if s > 0),
              'memo_calls_served': memo.calls_served if memo is not None else 0}
     return task, per_mod, stats

@@ -74,6 +74,8 @@ def validate_static(args: Mapping[str, Any]) -> None:
         raise ValueError(f'`beta` must be >= 0, but got beta: {args["beta"]}')
     if args['calib_batches'] < 1:
         raise ValueError(f'`calib_batches` must be >= 1, but got calib_batches: {args["calib_batches"]}')
+    if not isinstance(args['memo_depth'], int) or isinstance(args['memo_depth'], bool) or args['memo_depth'] < 1:
+        raise ValueError(f'`memo_depth` must be an integer >= 1, but got memo_depth: {args["memo_depth"]!r}')
     if args['grid'] is not None:
         validate_grid(args['grid'])
     for m, b in dict(args['modality_budgets'] or {}).items():

@@ -54,7 +54,7 @@ class MMPrune4UHook(Hook):
                  include: Sequence[str] = (), exclude: Sequence[str] = (), schedule: str = 'one_shot',
                  rounds: int = 1, interval: int | None = None, by_epoch: bool = False, curve_cache: str | None = None,
                  report: bool = True, lsi_loss: dict | None = None, lsi_reference: str = 'dense_stats',
-                 num_bins: int = 10_000, memoise: bool = True, prune_frozen: bool = True,
+                 num_bins: int = 10_000, memoise: bool = True, memo_depth: int = 3, prune_frozen: bool = True,
                  local_r: str | Mapping[str, Any] = 'auto') -> None:
         args = dict(locals())
         args.pop('self')
@@ -227,6 +227,7 @@ class MMPrune4UHook(Hook):
             return measure_curves(model, layers, batches, mmdet3d_forward, task_taps=self.task_taps,
                                   modality_taps=self.modality_taps, grid=self.grid, estimator=self.args['estimator'],
                                   num_probes=self.args['num_probes'], memoise=self.args['memoise'],
+                                  memo_depth=self.args['memo_depth'],
                                   local_r=self.local_r, progress=_progress if get_rank() == 0 else None)
 
         def costs() -> list[float]:  # under DDP only: how to split the layers over the ranks

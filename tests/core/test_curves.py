@@ -4,6 +4,7 @@ import torch
 
 from helpers import TwoBranchNet, forward_two_branch, two_branch_batches
 from mmprune4u_plugin.core.curves import DistortionCurves, measure_curves
+from mmprune4u_plugin.core.estimate_exact import exact_curves
 from mmprune4u_plugin.core.layers import find_prunable_layers, get_weight, weights_fingerprint
 from mmprune4u_plugin.core.lsi import feature_lsi
 from mmprune4u_plugin.core.taps import Tap
@@ -72,6 +73,26 @@ def test_memoised_equals_plain_and_saves_forwards():
     assert memo.stats['leaf_forwards'] < 0.75 * memo.stats['plain_leaf_forwards']
     assert memo.stats['memo_calls_served'] > 0
     assert plain.stats['leaf_forwards'] == plain.stats['plain_leaf_forwards']
+
+
+def test_both_exact_estimators_stop_at_the_last_tap():
+    """The plain estimator is the memo's baseline: like the memo, it pays for the network up to the last tap only
+    (a detector's post-processing, NMS, feeds no tap). A dense pass here runs 7 leaves: the image branch's conv, ReLU,
+    conv, the LiDAR branch's linear, ReLU, linear, and the fusion conv that holds the tap; the head and norm never."""
+    model, layers, batches = _setup()
+    after_tap = []
+    for module in (model.norm, model.bbox_head):
+        module.register_forward_pre_hook(lambda m, a: after_tap.append(m))
+    upstream = [lay for lay in layers if not lay.name.startswith('bbox_head')]
+    grid = np.array(GRID)
+    for memoise in (True, False):
+        with torch.no_grad():
+            _, _, stats = exact_curves(model.eval(), upstream, grid, batches, forward_two_branch,
+                                       task_taps=[Tap('fusion_layer')], modality_taps=MODS, memoise=memoise)
+        assert after_tap == []
+        assert stats['plain_leaf_forwards'] == 7 * len(batches) * len(upstream) * 3
+        if not memoise:
+            assert stats['leaf_forwards'] == stats['plain_leaf_forwards']
 
 
 def test_fisher_ranks_like_exact():

@@ -106,6 +106,8 @@ class TestMMPrune4UHook(RunnerTestCase):
             (dict(rounds=2), r'one_shot schedule has exactly 1 round'),
             (dict(beta=-1.0), r'`beta` must be >= 0'),
             (dict(calib_batches=0), r'`calib_batches` must be >= 1'),
+            (dict(memo_depth=0), r'`memo_depth` must be an integer >= 1, but got memo_depth: 0'),
+            (dict(memo_depth=2.5), r'`memo_depth` must be an integer >= 1'),
             (dict(grid=[0.1, 0.5]), r'`grid` must be increasing levels'),
             (dict(layer_bounds={'linear': (0.8, 0.2)}), r'`layer_bounds\[.linear.\]` must be'),
             (dict(taps=dict(camera=3)), r"`taps\['camera'\]` must be a module name"),
