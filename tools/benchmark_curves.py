@@ -70,8 +70,9 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from demo_core import _batches_real, _batches_synthetic, _build
-    from mmprune4u_plugin.core.curves import DistortionCurves, eval_mode, measure_curves
+    from mmprune4u_plugin.core.curves import DistortionCurves, eval_mode, gradients_enabled
     from mmprune4u_plugin.core.estimate_exact import exact_curves
+    from mmprune4u_plugin.core.estimate_fisher import fisher_curves
     from mmprune4u_plugin.core.layers import find_prunable_layers
     from mmprune4u_plugin.core.plan import AllocationSpec, allocate_layers
     from mmprune4u_plugin.core.taps import Tap
@@ -122,20 +123,22 @@ def main(argv: list[str] | None = None) -> dict:
         n = r['layers'] * passes
         print(f'{r["group"]:<16} {r["layers"]:>6} {r["memo"] / n:>12.3f} {r["plain"] / n:>13.3f} '
               f'{r["plain"] / r["memo"]:>12.1f}x {r["memo_leaf"]:>13,} / {r["plain_leaf"]:,}')
-    kw = dict(task_taps=task_taps, modality_taps=modality_taps, grid=tuple(args.levels))
-    start = time.perf_counter()
-    fisher = measure_curves(model, layers, batches, mmdet3d_forward, estimator='fisher', num_probes=args.probes,
-                            **kw)
-    t_fisher = time.perf_counter() - start
+    with eval_mode(model), gradients_enabled(model, layers):  # the task curves alone, as the exact ones above
+        start = time.perf_counter()
+        fisher_task, fisher_stats = fisher_curves(model, layers, grid, batches, mmdet3d_forward, task_taps=task_taps,
+                                                  num_probes=args.probes)
+        t_fisher = time.perf_counter() - start
+    names = [lay.name for lay in layers]
+    fisher = DistortionCurves(names, [lay.modality for lay in layers], [lay.numel for lay in layers], grid,
+                              fisher_task, np.zeros_like(fisher_task))
     plain_all = sum(r['plain'] for r in rows) * len(layers) / len(timed)
-    print(f'fisher, all layers: {t_fisher:.1f} s ({fisher.stats.get("backward_passes")} backward passes): '
+    print(f'fisher, all layers: {t_fisher:.1f} s ({fisher_stats.get("backward_passes")} backward passes): '
           f'{plain_all / t_fisher:.1f}x cheaper than plain exact on all layers ({plain_all:.0f} s, scaled)')
     result = dict(groups=rows, fisher_seconds=t_fisher, plain_all_seconds=plain_all, passes_per_layer=passes)
     if len(timed) < len(layers):
         return result  # the agreement below needs the exact curves of every layer
-    exact = DistortionCurves([lay.name for lay in layers], [lay.modality for lay in layers],
-                             [lay.numel for lay in layers], grid, np.stack([exact_task[lay.name] for lay in layers]),
-                             np.zeros((len(layers), len(grid))))
+    exact = DistortionCurves(names, fisher.modalities, fisher.numels, grid,
+                             np.stack([exact_task[name] for name in names]), np.zeros_like(fisher_task))
     cols = slice(1, None)
     every = spearman(fisher.task[:, cols].ravel(), exact.task[:, cols].ravel())
     print(f'spearman(fisher, exact) over all (layer, level>0): {every:.3f}')
