@@ -61,10 +61,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument('--model', choices=sorted(MODELS), default='pointpillars')
     parser.add_argument('--levels', type=float, nargs='+', default=[0.0, 0.3, 0.5, 0.7, 0.8, 0.9])
     parser.add_argument('--probes', type=int, default=16)
-    parser.add_argument('--memo-depth', type=int, default=3, help='ForwardMemo unit depth (the hook\'s default: 3)')
+    parser.add_argument('--memo-depth', type=int, default=None, help='ForwardMemo unit depth (default: the hook\'s)')
     parser.add_argument('--layers', type=int, default=None,
                         help='time the exact estimators on this many evenly spaced layers (default: all)')
     args = parser.parse_args(argv)
+    if args.memo_depth is None:
+        from mmprune4u_plugin.core.memo import DEFAULT_MEMO_DEPTH
+        args.memo_depth = DEFAULT_MEMO_DEPTH
     if args.memo_depth < 1 or (args.layers is not None and args.layers < 1):
         raise SystemExit('`--memo-depth` and `--layers` must be >= 1')
     import torch

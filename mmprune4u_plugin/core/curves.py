@@ -27,6 +27,7 @@ from .estimate_exact import exact_curves
 from .estimate_fisher import fisher_curves
 from .layers import PrunableLayer, get_weight
 from .local_lsi import local_lsi_curves
+from .memo import DEFAULT_MEMO_DEPTH
 from .sampled_levels import SampledR
 from .taps import Tap
 
@@ -189,7 +190,8 @@ def gradients_enabled(model: nn.Module, layers: Sequence[PrunableLayer]) -> Iter
 def measure_curves(model: nn.Module, layers: Sequence[PrunableLayer], batches: Sequence[Any],
                    forward_fn: Callable[[nn.Module, Any], Any], *, task_taps: Sequence[Tap],
                    modality_taps: Mapping[str, Tap] | None = None, grid: Sequence[float] = DEFAULT_GRID,
-                   estimator: str = Estimator.EXACT, num_probes: int = 8, memoise: bool = True, memo_depth: int = 3,
+                   estimator: str = Estimator.EXACT, num_probes: int = 8, memoise: bool = True,
+                   memo_depth: int = DEFAULT_MEMO_DEPTH,
                    local_r: SampledR = SampledR(),
                    progress: Callable[[str, int], Callable[[int], None]] | None = None) -> DistortionCurves:
     """Measure the curves of ``layers`` in eval mode on the calibration ``batches`` (weights are left unchanged).

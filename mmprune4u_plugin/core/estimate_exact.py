@@ -18,7 +18,7 @@ from torch import nn
 from .layers import PrunableLayer, get_weight
 from .local_lsi import magnitude_order
 from .lsi import MomentAccumulator
-from .memo import ForwardMemo
+from .memo import DEFAULT_MEMO_DEPTH, ForwardMemo
 from .taps import Tap, TapRecorder, run_to_taps
 
 
@@ -43,7 +43,7 @@ class LeafCallCounter:
 
 def exact_curves(model: nn.Module, layers: Sequence[PrunableLayer], grid: Sequence[float], batches: Sequence[Any],
                  forward_fn: Callable[[nn.Module, Any], Any], *, task_taps: Sequence[Tap],
-                 modality_taps: dict[str, Tap], memoise: bool = True, memo_depth: int = 3,
+                 modality_taps: dict[str, Tap], memoise: bool = True, memo_depth: int = DEFAULT_MEMO_DEPTH,
                  progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, dict, dict]:
     """Measure task distortion D[l, k] and per-modality LSI bounds J[m][l, k] by real forward passes.
 

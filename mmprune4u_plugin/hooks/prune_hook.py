@@ -16,6 +16,7 @@ from mmdet3d.registry import DATASETS, HOOKS, MODELS
 
 from ..core.curves import DEFAULT_GRID, DistortionCurves, measure_curves
 from ..core.layers import find_prunable_layers, get_weight, module_by_name
+from ..core.memo import DEFAULT_MEMO_DEPTH
 from ..core.plan import AllocationSpec, allocate_layers, resolve_bounds
 from ..core.pruner import Pruner
 from ..core.schedule import round_targets
@@ -54,7 +55,7 @@ class MMPrune4UHook(Hook):
                  include: Sequence[str] = (), exclude: Sequence[str] = (), schedule: str = 'one_shot',
                  rounds: int = 1, interval: int | None = None, by_epoch: bool = False, curve_cache: str | None = None,
                  report: bool = True, lsi_loss: dict | None = None, lsi_reference: str = 'dense_stats',
-                 num_bins: int = 10_000, memoise: bool = True, memo_depth: int = 3, prune_frozen: bool = True,
+                 num_bins: int = 10_000, memoise: bool = True, memo_depth: int = DEFAULT_MEMO_DEPTH, prune_frozen: bool = True,
                  local_r: str | Mapping[str, Any] = 'auto') -> None:
         args = dict(locals())
         args.pop('self')
