@@ -8,8 +8,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools'))
 import _stages  # noqa: E402
-from _stages import data_root_options, last_checkpoint, metric, reusable, run_cached, stage_key  # noqa: E402
+from _stages import (data_root_options, last_checkpoint, metric, repo_relative, reusable, run_cached,  # noqa: E402
+                     stage_key)
 from benchmark_lsi_reference import seconds_per_iter  # noqa: E402
+
+
+def test_repo_relative_inside_and_outside_the_repository(tmp_path):
+    assert repo_relative(_stages.REPO / 'data' / 'synthetic_nuscenes') == 'data/synthetic_nuscenes'
+    assert repo_relative(_stages.REPO / 'work_dirs' / '..' / 'data') == 'data'  # resolved first
+    outside = tmp_path / 'run' / 'iter_2.pth'
+    assert repo_relative(outside) == str(outside.resolve())
 
 
 def test_metric_by_short_name():

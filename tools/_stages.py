@@ -116,6 +116,13 @@ def data_root_options(root: Path) -> list[str]:
             f'test_evaluator.data_root={root_dir}']
 
 
+def repo_relative(path: Path | str) -> str:
+    """``path`` relative to the repository when it lies inside it, else absolute: what a run records, so that the
+    records of the same run on two clones (other absolute paths) compare equal."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def last_checkpoint(work_dir: Path) -> Path | None:
     marker = work_dir / 'last_checkpoint'
     return Path(marker.read_text().strip()) if marker.is_file() else None

@@ -21,8 +21,8 @@ import argparse
 import json
 from pathlib import Path
 
-from _stages import (DATA, REPO, data_root_options, ensure_synthetic_data, evaluate, metric, run_cached,
-                     train_many)
+from _stages import (DATA, REPO, data_root_options, ensure_synthetic_data, evaluate, metric, repo_relative,
+                     run_cached, train_many)
 
 VARIANTS = {
     'lidar-camera': 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py',
@@ -112,11 +112,11 @@ def main() -> None:
     (out / 'modalities.md').write_text('\n'.join(lines) + '\n')
     (out / 'modalities.json').write_text(json.dumps({'seed': args.seed, 'iters': args.iters, 'iters2': iters2,
                                                      'img_pretrain_iters': args.img_pretrain_iters,
-                                                     'data_root': str(data_root), 'results': results,
+                                                     'data_root': repo_relative(data_root), 'results': results,
                                                      'configs': VARIANTS,
                                                      'lidar_dropout': args.lidar_dropout,
                                                      'stage2_configs': stage2_configs if iters2 != 0 else {},
-                                                     'checkpoints': {k: str(v) for k, v in ckpts.items()}},
+                                                     'checkpoints': {k: repo_relative(v) for k, v in ckpts.items()}},
                                                     indent=1))
     print('\n'.join(lines))
     stage = 'stage 2' if iters2 != 0 else 'stage 1'
