@@ -1,7 +1,7 @@
 """tools/benchmark.py --quick end to end on a tiny generated set: every kind of cell runs with the real stack, the
 json and the markdown are written, and a rerun reuses every cell. In the default suite, as the benchmark issue asks
-(about 16 min on one worker of `make test` on 2 CPU cores: the longest test; its 80% cells are also evaluated under
-two degraded-sensor cases)."""
+(about 12 min on one worker of `make test` on 2 CPU cores, 5 min alone on a free core: the longest test; its 80%
+cells are also evaluated under two degraded-sensor cases)."""
 import json
 import sys
 from pathlib import Path
