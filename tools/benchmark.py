@@ -171,9 +171,10 @@ def write_outputs(meta: dict, cells: dict, plan: Plan, docs: Path, related: list
     """The json (meta, every cell's record, the figures) beside the docs, the plots and the markdown (with a
     summary of each ``related`` report at its end)."""
     from _bench import markdown, plots, report
+    from _stages import repo_relative
     fig = report.figures(cells, plan)
     json_path = docs.with_suffix('.json')
-    meta = dict(meta, json=str(json_path.relative_to(REPO) if json_path.is_relative_to(REPO) else json_path))
+    meta = dict(meta, json=repo_relative(json_path))
     docs.parent.mkdir(parents=True, exist_ok=True)
     cells_json, allocations = split_allocations(cells)
     json_path.write_text(published_json(dict(meta=meta, figures=fig, cells=cells_json)))
