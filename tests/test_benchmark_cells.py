@@ -1,5 +1,6 @@
 """tools/_bench/plan.py and cells.py: the cell list, content keys, reuse of finished cells, rerun of stale ones."""
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -431,8 +432,10 @@ def test_dense_recipe_result_names_the_fused_checkpoints_and_the_references(tmp_
         for it in (2, 4):
             (fused / f'iter_{it}.pth').write_text('w')
         (fused / 'last_checkpoint').write_text(str(fused / 'iter_4.pth'))
+        # as the tool records them: relative to the repository (here through '..') or absolute
         summary = dict(results={'lidar (stage 2)': {'metrics': {'x/NDS': 0.3}}}, checkpoints={
-            'stage2_lidar-camera': str(fused / 'iter_4.pth'), 'stage2_lidar': 'l.pth', 'stage2_camera': 'c.pth'})
+            'stage2_lidar-camera': os.path.relpath(fused / 'iter_4.pth', REPO), 'stage2_lidar': '/abs/l.pth',
+            'stage2_camera': 'work_dirs/c.pth'})
         (work / 'modalities.json').write_text(json.dumps(summary))
         return subprocess.CompletedProcess(cmd, 0)
     monkeypatch.setattr(subprocess, 'run', fake_run)
@@ -442,9 +445,10 @@ def test_dense_recipe_result_names_the_fused_checkpoints_and_the_references(tmp_
     out.mkdir()
     result = ex._run_dense_recipe(ex.recipe_args(), out)
     assert calls[0][1].endswith('tools/compare_modalities.py') and calls[0][2:4] == ['--work-dir', str(work)]
-    assert result['checkpoint'] == str(work / 'stage2_lidar-camera' / 'iter_4.pth')
-    assert result['checkpoints'] == {str(i): str(work / 'stage2_lidar-camera' / f'iter_{i}.pth') for i in (2, 4)}
-    assert result['references'] == dict(lidar='l.pth', camera='c.pth')
+    fused = REPO / os.path.relpath(work / 'stage2_lidar-camera', REPO)
+    assert Path(result['checkpoint']).resolve() == (work / 'stage2_lidar-camera' / 'iter_4.pth').resolve()
+    assert result['checkpoints'] == {str(i): str(fused / f'iter_{i}.pth') for i in (2, 4)}
+    assert result['references'] == dict(lidar='/abs/l.pth', camera=str(REPO / 'work_dirs/c.pth'))
     assert result['modalities'] == {'lidar (stage 2)': {'metrics': {'x/NDS': 0.3}}}
     monkeypatch.setattr(subprocess, 'run', lambda cmd, **kw: subprocess.CompletedProcess(cmd, 3))
     with pytest.raises(RuntimeError, match='compare_modalities.py failed \\(exit 3\\)'):

@@ -256,9 +256,12 @@ class RealExecutor:
             raise RuntimeError(f'tools/compare_modalities.py failed (exit {proc.returncode}); see {out / "log.txt"}')
         work = REPO / args[args.index('--work-dir') + 1]  # (an absolute one stays as it is)
         summary = json.loads((work / 'modalities.json').read_text())
-        fused = Path(summary['checkpoints']['stage2_lidar-camera'])
+        # the tool records its checkpoints relative to the repository (an absolute one stays as it is): the cells
+        # read them from wherever this benchmark runs
+        paths = {name: REPO / path for name, path in summary['checkpoints'].items()}
+        fused = paths['stage2_lidar-camera']
         ckpts = {p.stem.split('_')[-1]: str(p) for p in sorted(fused.parent.glob('iter_*.pth'))}
-        refs = {sensor: summary['checkpoints'][f'stage2_{sensor}'] for sensor in ('lidar', 'camera')}
+        refs = {sensor: str(paths[f'stage2_{sensor}']) for sensor in ('lidar', 'camera')}
         return dict(checkpoints=ckpts, checkpoint=str(fused), references=refs, recipe='modalities',
                     modalities=summary['results'], seconds_per_iter=seconds_per_iter(fused.parent))
 
