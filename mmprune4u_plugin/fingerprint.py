@@ -13,7 +13,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-__all__ = ['MODEL_CODE', 'content_digest', 'file_digest', 'plugin_files', 'plugin_version', 'update_digest']
+__all__ = ['MODEL_CODE', 'content_digest', 'file_digest', 'plugin_files', 'plugin_version', 'update_digest',
+           'weights_digest']
 
 
 def update_digest(sha: 'hashlib._Hash', obj: Any) -> None:
@@ -60,6 +61,21 @@ def file_digest(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b''):
             sha.update(chunk)
     return sha.hexdigest()
+
+
+def weights_digest(path: str | Path) -> str:
+    """SHA-1 of a checkpoint's weights: the names, dtypes, shapes and values of its ``state_dict`` (or of the file's
+    top-level tensors when it has none).
+
+    A checkpoint file's bytes also hold the time it was saved, the optimizer and the message hub: the same weights
+    trained again have another file digest but this one. A file that holds no tensor is refused (not a checkpoint).
+    """
+    ckpt = torch.load(str(path), map_location='cpu', weights_only=False)
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)} if isinstance(state, dict) else {}
+    if not tensors:
+        raise ValueError(f'{path} holds no weights (neither a state_dict nor top-level tensors)')
+    return content_digest(tensors)
 
 
 # What a dense model's training and evaluation depend on: the models, the data, the CPU shims, the metric and the

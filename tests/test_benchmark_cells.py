@@ -274,7 +274,7 @@ def test_finished_cells_are_skipped_and_say_so(tmp_path):
     second = FakeExecutor()
     results2, lines = run(tmp_path, second, cells)
     assert second.ran == []
-    assert all('cached (key' in line and 'skipped' in line for line in lines)
+    assert all('cached in the work dir (key' in line and 'skipped' in line for line in lines)
     assert results2 == results
 
 
@@ -298,6 +298,29 @@ def test_a_cached_cell_whose_outputs_are_gone_runs_again(tmp_path):
     gone.valid = lambda cell, record: False  # e.g. its checkpoint was deleted
     run(tmp_path, gone, cells)
     assert gone.ran == ['dense_train']
+
+
+def test_published_records_stand_in_for_missing_or_stale_work_dir_ones(tmp_path):
+    """A fresh work dir resumes from an earlier run's json: what matches its key is reused and says where from; a
+    different key, a failed record or one whose files are gone runs; the work dir's own fresh record comes first."""
+    cells = [Cell('dense_train'), Cell('oneshot', method='global', sparsity=0.5, split='test'),
+             Cell('oneshot', method='lamp', sparsity=0.5, split='test'), Cell('costs')]
+    published, _ = run(tmp_path / 'other_machine', FakeExecutor(fail={'costs'}), cells)
+    published['oneshot/lamp/s50/seed-free/test']['key'] += 'x'  # measured on other inputs
+    here = FakeExecutor()
+    here.valid = lambda cell, record: cell.kind != 'dense_train'  # its checkpoint stayed on the other machine
+    store = CellStore(tmp_path / 'fresh', published)
+    lines = []
+    results = run_cells(cells, store, here, Progress(cells, store, {}, write=lines.append))
+    assert here.ran == ['dense_train', 'oneshot/lamp/s50/seed-free/test', 'costs']
+    assert 'cached in the published json (key oneshot/glob' in lines[1] and 'done in' in lines[2]
+    assert results['oneshot/global/s50/seed-free/test'] == published['oneshot/global/s50/seed-free/test']
+    assert not (tmp_path / 'fresh' / 'cells' / 'oneshot/global/s50/seed-free/test').exists()  # not copied
+    again, lines = FakeExecutor(), []
+    run_cells(cells, store, again, Progress(cells, store, {}, write=lines.append))
+    assert again.ran == []
+    assert [line.split(': ')[1].split(' (')[0] for line in lines] == [
+        'cached in the work dir', 'cached in the published json', 'cached in the work dir', 'cached in the work dir']
 
 
 def test_failed_cells_are_recorded_not_reused_and_dependents_say_why(tmp_path):
@@ -495,3 +518,25 @@ def test_partial_report_says_so():
     meta = dict(command='c', date='d', machine='m', config='c.py', checkpoint='x', plan=p.__dict__)
     text = markdown.render(meta, report.figures(cells, p), {})
     assert f'**Partial report**: 1 of {len(cells)} cells have run' in text and '**Failed cells**' not in text
+
+
+def test_curves_digest_is_of_the_curves_not_of_their_timing(tmp_path):
+    """A seed's curves measured again (a fresh work dir) hold other timings: the cells that read them keep their
+    keys; other values change them."""
+    pytest.importorskip('mmdet3d')
+    import numpy as np
+    from _bench.execute import curves_digest
+    from mmprune4u_plugin.core.curves import DistortionCurves
+
+    def save(name, task, seconds):
+        grid = np.array([0.0, 0.5])
+        curves = DistortionCurves(['a', 'b'], ['camera', 'lidar'], [4, 8], grid, np.array(task),
+                                  np.zeros((2, 2)), {}, 'exact', dict(seconds=seconds), 'weights+batches')
+        curves.save(tmp_path / name)
+        return tmp_path / name
+
+    first = save('first.npz', [[0.0, 1.0], [0.0, 2.0]], 363.9)
+    again = save('again.npz', [[0.0, 1.0], [0.0, 2.0]], 410.2)
+    other = save('other.npz', [[0.0, 1.0], [0.0, 2.5]], 363.9)
+    assert first.read_bytes() != again.read_bytes()
+    assert curves_digest(first) == curves_digest(again) != curves_digest(other)

@@ -60,4 +60,4 @@ def test_quick_segmentor_benchmark_end_to_end_then_cached(tmp_path, capsys):
     benchmark.main([*PLAN, '--work-dir', str(tmp_path)])  # resumed: the data and every cell are reused
     second = capsys.readouterr().out
     assert 'synthetic SemanticKITTI: reused' in second and 'generating' not in second
-    assert second.count('cached (key') == len(data['cells']) and 'done in' not in second
+    assert second.count('cached in the work dir (key') == len(data['cells']) and 'done in' not in second

@@ -13,7 +13,10 @@ metrics: NDS / mAP for the nuScenes detector (the default plan), mIoU / acc for 
 
 Every cell (a method at one sparsity and seed, one-shot or finetuned, an evaluation, a seed's curves ...) is cached
 under ``<work-dir>/cells/`` with a key of what it depends on; a rerun reuses finished cells (and says so) and reruns
-stale ones. The plan (``configs/benchmark/*.py``) says what is measured; the model config and the dense checkpoint
+stale ones; cells of the json already at the ``--docs`` path (an earlier run's, say from another session) are reused
+by the same keys where the work dir has none: commit a partial report (``--report-partial``) and a fresh clone
+resumes from it (only the dense model and the curves, whose files later cells read, are computed again; a checkpoint
+is keyed on its weights, so a seeded retraining keeps the keys). The plan (``configs/benchmark/*.py``) says what is measured; the model config and the dense checkpoint
 can be any mmdet3d config and weights (without ``--checkpoint`` the plan's dense model is trained first).
 """
 from __future__ import annotations
@@ -48,6 +51,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--report-partial', action='store_true',
                         help='report the cells that have run (fresh keys only), run nothing: while a run is under way')
     parser.add_argument('--keep-checkpoints', action='store_true', help='keep pruned / finetuned checkpoints')
+    parser.add_argument('--ignore-published', action='store_true',
+                        help='do not reuse the cells of the json already at the --docs path (by default a cell with '
+                             'the same key is taken from there when the work dir has none: a run resumed on another '
+                             'machine or in a fresh clone)')
     return parser.parse_args(argv)
 
 
@@ -216,7 +223,9 @@ def main(argv=None) -> None:
     executor = RealExecutor(plan, args.config or plan.config, work, checkpoint=args.checkpoint,
                             keep_checkpoints=args.keep_checkpoints)
     cells = expand(plan, train_dense=args.checkpoint is None)
-    store = CellStore(work)
+    published = docs.with_suffix('.json')
+    published = read_published(published)['cells'] if published.is_file() and not args.ignore_published else {}
+    store = CellStore(work, published)
     print(f'[benchmark] {len(cells)} cells; work dir {work}', flush=True)
     progress = Progress(cells, store, default_seconds(plan), timing=plan.timing_class, metrics=plan.metrics)
     results = run_cells(cells, store, executor, progress, run=not args.report_partial)

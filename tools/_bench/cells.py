@@ -3,7 +3,8 @@
 Each cell's result is stored in ``<work-dir>/cells/<cell id>/result.json`` with the key of what it depends on
 (computed by the executor: the resolved configs, the digests of the checkpoint and data files, the method settings,
 the plugin's version and the code that ran it). A cell whose stored key matches is reused, and the progress line says
-so; a cell whose key differs is stale: its folder is wiped and it runs again. A failed cell is recorded as failed
+so; a cell whose key differs is stale: its folder is wiped and it runs again. The records of a published json (an
+earlier run's, e.g. committed by another session) are reused by the same rule where the work dir has none. A failed cell is recorded as failed
 (never reused) and the run goes on; cells that need its result fail in turn with a message naming it.
 """
 from __future__ import annotations
@@ -38,15 +39,27 @@ class Executor(Protocol):
 
 
 class CellStore:
-    """``<root>/cells/<id>/result.json`` per cell."""
+    """``<root>/cells/<id>/result.json`` per cell, and the finished records of a published json.
 
-    def __init__(self, root: Path) -> None:
+    ``published`` (``{cell id: record}``, the ``cells`` of an earlier run's json, e.g. one committed by another
+    session on another machine) answers for the cells whose work-dir record is missing or stale: a published record
+    is reused only when it finished and its key matches, as a stored one is (a cell whose files later cells read,
+    the dense model or a curve cache, runs again when they are not on this machine: ``Executor.valid``).
+    """
+
+    def __init__(self, root: Path, published: dict[str, dict] | None = None) -> None:
         self.root = Path(root) / 'cells'
+        self.published = {k: r for k, r in (published or {}).items() if r.get('status') == 'done'}
 
     def folder(self, cell: Cell) -> Path:
         return self.root / cell.id
 
     def load(self, cell: Cell) -> dict | None:
+        """The work dir's record of ``cell``, else the published one (None: neither)."""
+        local = self.load_local(cell)
+        return local if local is not None else self.published.get(cell.id)
+
+    def load_local(self, cell: Cell) -> dict | None:
         path = self.folder(cell) / RESULT
         if not path.is_file():
             return None
@@ -61,12 +74,13 @@ class CellStore:
         tmp.write_text(json.dumps(record, indent=1, allow_nan=False))
         tmp.replace(path)  # atomic: a result file is complete or absent
 
-    def fresh(self, cell: Cell, key: str) -> dict | None:
-        """The stored record when it finished with this key, else None."""
-        record = self.load(cell)
-        if record is not None and record.get('status') == 'done' and record.get('key') == key:
-            return record
-        return None
+    def fresh(self, cell: Cell, key: str) -> tuple[dict, str] | tuple[None, None]:
+        """The record that finished with this key and where it was found (``'work dir'``, else ``'published
+        json'``), or ``(None, None)``."""
+        for source, record in (('work dir', self.load_local(cell)), ('published json', self.published.get(cell.id))):
+            if record is not None and record.get('status') == 'done' and record.get('key') == key:
+                return record, source
+        return None, None
 
 
 class Progress:
@@ -137,12 +151,12 @@ def run_cells(cells: Sequence[Cell], store: CellStore, executor: Executor, progr
             if run:
                 progress.report(index, cell, f'not run ({err})')
             continue
-        record = store.fresh(cell, key)
+        record, source = store.fresh(cell, key)
         if record is not None and not getattr(executor, 'valid', lambda c, r: True)(cell, record):
-            record = None  # its outputs were deleted: run it again
+            record = None  # its outputs were deleted (or were on another machine): run it again
         if record is not None:
             results[cell.id] = record
-            progress.report(index, cell, f'cached (key {key[:12]} matches), skipped')
+            progress.report(index, cell, f'cached in the {source} (key {key[:12]} matches), skipped')
             continue
         if not run:
             results[cell.id] = dict(status='missing', cell=cell.spec(), error='not run yet')

@@ -115,15 +115,18 @@ class RealExecutor:
 
     # ------------------------------------------------------------------------------------------------ inputs
     def digest(self, path: str | Path) -> str:
-        """File digest, cached per (path, size, mtime) within this run."""
-        from mmprune4u_plugin.fingerprint import file_digest
+        """Content digest of an input file, cached per (path, size, mtime) within this run: of a checkpoint
+        (``.pth``), its weights only, so that a dense model trained again to the same weights (the recipe is seeded)
+        keeps the keys of the cells measured on it, in the work dir or in the published json; of any other file, its
+        bytes."""
+        from mmprune4u_plugin.fingerprint import file_digest, weights_digest
         p = Path(path)
         if not p.is_file():
             raise MissingInput(f'{p} does not exist')
         stat = p.stat()
         key = (str(p.resolve()), stat.st_size, stat.st_mtime_ns)
         if key not in self._digests:
-            self._digests[key] = file_digest(p)
+            self._digests[key] = weights_digest(p) if p.suffix == '.pth' else file_digest(p)
         return self._digests[key]
 
     def dense_checkpoint(self, results: dict, iteration: int | None = None) -> str:
@@ -211,7 +214,7 @@ class RealExecutor:
             return all(Path(p).is_file() for p in [result['checkpoint'], *result['checkpoints'].values(),
                                                    *result.get('references', {}).values()])
         if cell.kind == 'curves':
-            return Path(result['curves']).is_file() and self.digest(result['curves']) == result['curves_digest']
+            return Path(result['curves']).is_file() and curves_digest(result['curves']) == result['curves_digest']
         return True
 
     # ------------------------------------------------------------------------------------------------ running
@@ -281,7 +284,7 @@ class RealExecutor:
         path = self.factory.curve_cache(cell.seed)
         path = path.with_name(f'{path.stem}_round1.npz')
         curves = DistortionCurves.load(path)
-        return dict(curves=str(path), curves_digest=self.digest(path), stats=curves.stats,
+        return dict(curves=str(path), curves_digest=curves_digest(path), stats=curves.stats,
                     layers=len(curves.names), levels=len(curves.grid), estimator=str(curves.estimator))
 
     def _run_oneshot(self, cell, out, job, results) -> dict:
@@ -406,6 +409,18 @@ def checkpoint_sizes(state_dict: dict) -> dict:
         return buf.tell()
     dense, sparse = size({'state_dict': state_dict}), size({'state_dict': compress_state_dict(state_dict)})
     return dict(dense_bytes=dense, sparse_bytes=sparse, ratio=sparse / dense)
+
+
+def curves_digest(path: str | Path) -> str:
+    """Digest of a curve cache's content (layers, grid, curves, estimator, the weights and batches they were
+    measured on), without its timing stats: curves measured again to the same values keep the keys of the cells that
+    read them (additivity, costs)."""
+    from mmprune4u_plugin.core.curves import DistortionCurves
+    from mmprune4u_plugin.fingerprint import content_digest
+    c = DistortionCurves.load(path)
+    return content_digest(dict(names=list(c.names), modalities=list(c.modalities), numels=[int(n) for n in c.numels],
+                               grid=c.grid, task=c.task, local=c.local, downstream=dict(c.downstream),
+                               estimator=str(c.estimator), source=c.source))
 
 
 def seconds_per_iter(work_dir: Path) -> float | None:
