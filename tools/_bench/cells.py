@@ -4,8 +4,9 @@ Each cell's result is stored in ``<work-dir>/cells/<cell id>/result.json`` with 
 (computed by the executor: the resolved configs, the digests of the checkpoint and data files, the method settings,
 the plugin's version and the code that ran it). A cell whose stored key matches is reused, and the progress line says
 so; a cell whose key differs is stale: its folder is wiped and it runs again. The records of a published json (an
-earlier run's, e.g. committed by another session) are reused by the same rule where the work dir has none. A failed cell is recorded as failed
-(never reused) and the run goes on; cells that need its result fail in turn with a message naming it.
+earlier run's, e.g. committed by another session) are reused by the same rule where the work dir has none. A failed
+cell is recorded as failed (never reused) and the run goes on; cells that need its result fail in turn with a message
+naming it.
 """
 from __future__ import annotations
 

@@ -214,7 +214,9 @@ class RealExecutor:
             return all(Path(p).is_file() for p in [result['checkpoint'], *result['checkpoints'].values(),
                                                    *result.get('references', {}).values()])
         if cell.kind == 'curves':
-            return Path(result['curves']).is_file() and curves_digest(result['curves']) == result['curves_digest']
+            from mmprune4u_plugin.core.curves import DistortionCurves
+            return Path(result['curves']).is_file() and \
+                curves_digest(DistortionCurves.load(result['curves'])) == result['curves_digest']
         return True
 
     # ------------------------------------------------------------------------------------------------ running
@@ -284,7 +286,7 @@ class RealExecutor:
         path = self.factory.curve_cache(cell.seed)
         path = path.with_name(f'{path.stem}_round1.npz')
         curves = DistortionCurves.load(path)
-        return dict(curves=str(path), curves_digest=curves_digest(path), stats=curves.stats,
+        return dict(curves=str(path), curves_digest=curves_digest(curves), stats=curves.stats,
                     layers=len(curves.names), levels=len(curves.grid), estimator=str(curves.estimator))
 
     def _run_oneshot(self, cell, out, job, results) -> dict:
@@ -411,13 +413,11 @@ def checkpoint_sizes(state_dict: dict) -> dict:
     return dict(dense_bytes=dense, sparse_bytes=sparse, ratio=sparse / dense)
 
 
-def curves_digest(path: str | Path) -> str:
-    """Digest of a curve cache's content (layers, grid, curves, estimator, the weights and batches they were
-    measured on), without its timing stats: curves measured again to the same values keep the keys of the cells that
-    read them (additivity, costs)."""
-    from mmprune4u_plugin.core.curves import DistortionCurves
+def curves_digest(c) -> str:
+    """Digest of loaded curves' content (layers, grid, curves, estimator, the weights and batches they were measured
+    on), without their timing stats: curves measured again to the same values keep the keys of the cells that read
+    them (additivity, costs)."""
     from mmprune4u_plugin.fingerprint import content_digest
-    c = DistortionCurves.load(path)
     return content_digest(dict(names=list(c.names), modalities=list(c.modalities), numels=[int(n) for n in c.numels],
                                grid=c.grid, task=c.task, local=c.local, downstream=dict(c.downstream),
                                estimator=str(c.estimator), source=c.source))
