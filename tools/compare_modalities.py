@@ -14,6 +14,7 @@ after a pretraining of the camera branch (BEVFusion starts it from pretrained im
 Every weight has trained for the same number of iterations in each stage-2 model. Each is evaluated on the val split
 with nuscenes-devkit's metrics; ``<work-dir>/modalities.md`` and ``modalities.json`` hold the table. This is the
 check that the synthetic data needs both sensors. About 5 min per run on 2 quiet CPU cores; stages are cached.
+With ``--checkpoint-interval`` every kept stage-2 checkpoint is evaluated too: the val curves (``curves`` in the json).
 """
 from __future__ import annotations
 
@@ -42,6 +43,23 @@ def schedule_options(iters: int | None) -> list[str]:
     return [f'train_cfg.max_iters={iters}', f'param_scheduler.0.T_max={iters}', f'param_scheduler.0.end={iters}']
 
 
+def kept_checkpoints(work_dir: Path) -> list[tuple[int, Path]]:
+    """The ``iter_N.pth`` files a run kept, by N."""
+    return sorted((int(p.stem.split('_', 1)[1]), p) for p in Path(work_dir).glob('iter_*.pth'))
+
+
+def curve_table(curves: dict[str, dict[int, dict]]) -> list[str]:
+    """Markdown rows: NDS / mAP of each stage-2 model at each kept checkpoint."""
+    iters = sorted({it for curve in curves.values() for it in curve})
+    lines = ['| stage 2, val NDS / mAP at | ' + ' | '.join(str(it) for it in iters) + ' |',
+             '|---' * (len(iters) + 1) + '|']
+    for name, curve in curves.items():
+        cells = [f'{metric(curve[it], "NDS"):.4f} / {metric(curve[it], "mAP"):.4f}' if it in curve else ''
+                 for it in iters]
+        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--work-dir', default=str(REPO / 'work_dirs' / 'modalities'))
@@ -57,7 +75,8 @@ def main() -> None:
     parser.add_argument('--jobs', type=int, default=1,
                         help='trainings run side by side (the CPU cores are split between them)')
     parser.add_argument('--checkpoint-interval', type=int, default=None,
-                        help='stage-2 runs keep a checkpoint every N iterations (a val-NDS curve of the fused model)')
+                        help='stage-2 runs keep a checkpoint every N iterations, each evaluated on val (the curves '
+                             'that show whether a model has plateaued)')
     parser.add_argument('--lidar-dropout', action='store_true',
                         help=f'train the fused model\'s stage 2 with {LIDAR_DROPOUT} (LiDAR dropped from 1/4 of the '
                              'samples)')
@@ -71,7 +90,7 @@ def main() -> None:
     data_options = [] if data_root.resolve() == DATA.resolve() else data_root_options(data_root)
     test_options = ['--cfg-options', *data_options] if data_options else []
     common = [f'randomness.seed={args.seed}', *data_options]
-    results, ckpts, starts = {}, {}, {}
+    results, ckpts, starts, curves = {}, {}, {}, {}
     if args.img_pretrain_iters > 0:
         pretrained = out / 'img_pretrain.pth'
         run_cached('stage 0: pretrain the camera branch on 2D targets',
@@ -107,8 +126,15 @@ def main() -> None:
         for name, config in VARIANTS.items():
             results[f'{name} (stage 2)'] = evaluate(f'stage2_{name}', config, stage2[name], out, *test_options)
         ckpts.update({f'stage2_{name}': ckpt for name, ckpt in stage2.items()})
+        if args.checkpoint_interval is not None:  # the val curve of every stage-2 model, at each kept checkpoint
+            for name, config in VARIANTS.items():
+                curves[name] = {it: results[f'{name} (stage 2)'] if ckpt.name == stage2[name].name else
+                                evaluate(f'stage2_{name}_iter{it}', config, ckpt, out, *test_options)
+                                for it, ckpt in kept_checkpoints(out / f'stage2_{name}')}
     lines = ['| model | ' + ' | '.join(KEYS) + ' |', '|---' * (len(KEYS) + 1) + '|']
     lines += [f'| {name} | ' + ' | '.join(f'{metric(r, k):.4f}' for k in KEYS) + ' |' for name, r in results.items()]
+    if curves:
+        lines += ['', *curve_table(curves)]
     (out / 'modalities.md').write_text('\n'.join(lines) + '\n')
     (out / 'modalities.json').write_text(json.dumps({'seed': args.seed, 'iters': args.iters, 'iters2': iters2,
                                                      'img_pretrain_iters': args.img_pretrain_iters,
@@ -116,7 +142,9 @@ def main() -> None:
                                                      'configs': VARIANTS,
                                                      'lidar_dropout': args.lidar_dropout,
                                                      'stage2_configs': stage2_configs if iters2 != 0 else {},
-                                                     'checkpoints': {k: repo_relative(v) for k, v in ckpts.items()}},
+                                                     'checkpoints': {k: repo_relative(v) for k, v in ckpts.items()},
+                                                     'curves': {name: {str(it): r for it, r in curve.items()}
+                                                                for name, curve in curves.items()}},
                                                     indent=1))
     print('\n'.join(lines))
     stage = 'stage 2' if iters2 != 0 else 'stage 1'

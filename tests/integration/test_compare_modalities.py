@@ -34,7 +34,7 @@ def test_three_variants_trained_evaluated_and_tabled(tmp_path):
     table = (out / 'modalities.md').read_text().splitlines()
     names = ['lidar-camera', 'lidar', 'camera']
     # stage 2 starts the fused model from the single-sensor ones: no fused stage-1 run (--fused-stage1 adds it)
-    assert [row.split('|')[1].strip() for row in table[2:]] == \
+    assert [row.split('|')[1].strip() for row in table[2:table.index('')]] == \
         ['lidar (stage 1)', 'camera (stage 1)'] + [f'{n} (stage 2)' for n in names]
     summary = json.loads((out / 'modalities.json').read_text())
     assert summary['seed'] == 3 and summary['iters'] == 2 and summary['iters2'] == 2
@@ -61,6 +61,16 @@ def test_three_variants_trained_evaluated_and_tabled(tmp_path):
         assert _weights(out / name) == branches[name]
     for name in names:  # --checkpoint-interval 1: every stage-2 iteration kept (the benchmark's plateau curve)
         assert sorted(p.name for p in (out / f'stage2_{name}').glob('iter_*.pth')) == ['iter_1.pth', 'iter_2.pth']
+    # ... and each evaluated: the last point is the table's stage-2 row, the earlier one its own evaluation
+    assert list(summary['curves']) == names
+    for name in names:
+        curve = summary['curves'][name]
+        assert list(curve) == ['1', '2'] and curve['2'] == summary['results'][f'{name} (stage 2)']
+        assert curve['1'] == json.loads((out / f'metrics_stage2_{name}_iter1.json').read_text())
+        assert 'iter_1.pth' in (out / f'test_stage2_{name}_iter1.log').read_text()
+    curve_rows = table[table.index('') + 3:]
+    assert [row.split('|')[1].strip() for row in curve_rows] == names
+    assert table[table.index('') + 1].startswith('| stage 2, val NDS / mAP at | 1 | 2 |')
     assert not (out / 'lidar-camera').exists()
     assert f'Load checkpoint from {out / "lidar" / "iter_2.pth"}' in (out / 'stage2_lidar.log').read_text()
     pretrained = torch.load(out / 'img_pretrain.pth', map_location='cpu', weights_only=False)['state_dict']
@@ -75,4 +85,5 @@ def test_three_variants_trained_evaluated_and_tabled(tmp_path):
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert ' done in ' not in again.stdout and 'stale' not in again.stdout  # every stage reused, none rerun
-    assert again.stdout.count(': reused (key ') == 13  # data, stage 0, 5 trainings, 5 evaluations, fused init
+    # data, stage 0, 5 trainings, 5 evaluations, fused init, 3 evaluations of the stage-2 iteration-1 checkpoints
+    assert again.stdout.count(': reused (key ') == 16
