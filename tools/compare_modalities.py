@@ -15,11 +15,15 @@ Every weight has trained for the same number of iterations in each stage-2 model
 with nuscenes-devkit's metrics; ``<work-dir>/modalities.md`` and ``modalities.json`` hold the table. This is the
 check that the synthetic data needs both sensors. About 5 min per run on 2 quiet CPU cores; stages are cached.
 With ``--checkpoint-interval`` every kept stage-2 checkpoint is evaluated too: the val curves (``curves`` in the json).
+``--fused-variant NAME=CONFIG`` (repeatable) trains the fused model's stage 2 once more with another training config,
+from the same init and schedule, evaluated like the others (row ``lidar-camera_NAME``): a paired comparison of a
+recipe change on one seed, e.g. ``cam-lr0.1=configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus_lidar-dropout_cam-lr0.1.py``.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from _stages import (DATA, REPO, data_root_options, ensure_synthetic_data, evaluate, metric, repo_relative,
@@ -41,6 +45,23 @@ def schedule_options(iters: int | None) -> list[str]:
     if iters is None:
         return []
     return [f'train_cfg.max_iters={iters}', f'param_scheduler.0.T_max={iters}', f'param_scheduler.0.end={iters}']
+
+
+def fused_variant(text: str) -> tuple[str, str]:
+    """``NAME=CONFIG`` of ``--fused-variant`` -> (``lidar-camera_NAME``, CONFIG); an argparse error for a bad name or
+    a config that does not exist, before anything trains."""
+    name, sep, config = text.partition('=')
+    if not sep or not re.fullmatch(r'[A-Za-z0-9.-]+', name):
+        raise argparse.ArgumentTypeError(f'expected NAME=CONFIG with NAME of letters, digits, "." or "-": {text!r}')
+    if not (Path(config) if Path(config).is_absolute() else REPO / config).is_file():
+        raise argparse.ArgumentTypeError(f'config of fused variant {name!r} not found: {config}')
+    return f'lidar-camera_{name}', config
+
+
+def stage2_trainings(out: Path, configs: dict[str, str], starts: dict[str, Path], options: list[str]) -> dict:
+    """:func:`train_many`'s entries for stage 2: each model in ``configs`` from its start, with ``options``."""
+    return {name: (f'stage 2: train {name}', config, out / f'stage2_{name}', out / f'stage2_{name}.log',
+                   '--cfg-options', *options, f'load_from={starts[name]}') for name, config in configs.items()}
 
 
 def kept_checkpoints(work_dir: Path) -> list[tuple[int, Path]]:
@@ -80,9 +101,17 @@ def main() -> None:
     parser.add_argument('--lidar-dropout', action='store_true',
                         help=f'train the fused model\'s stage 2 with {LIDAR_DROPOUT} (LiDAR dropped from 1/4 of the '
                              'samples)')
+    parser.add_argument('--fused-variant', type=fused_variant, action='append', default=[], metavar='NAME=CONFIG',
+                        help='also train the fused model\'s stage 2 with CONFIG from the same init and schedule '
+                             '(row lidar-camera_NAME; repeatable)')
     parser.add_argument('--fused-stage1', action='store_true',
                         help='also train the fused model in stage 1 when stage 2 runs (its stage-1 row)')
     args = parser.parse_args()
+    fused_variants = dict(args.fused_variant)
+    if len(fused_variants) != len(args.fused_variant):
+        parser.error(f'--fused-variant names repeat: {[name for name, _ in args.fused_variant]}')
+    # a fused variant differs in training only: it is evaluated with the fused model's config
+    test_configs = {**VARIANTS, **{name: VARIANTS['lidar-camera'] for name in fused_variants}}
     out = Path(args.work_dir)
     out.mkdir(parents=True, exist_ok=True)
     data_root = Path(args.data_root)
@@ -112,22 +141,21 @@ def main() -> None:
                    ['tools/init_fused_from_single.py', VARIANTS['lidar-camera'], '--lidar', str(ckpts['lidar']),
                     '--camera', str(ckpts['camera']), '--out', str(fused_init)], out / 'stage2_fused_init.log',
                    fused_init)
-        starts = {'lidar-camera': fused_init, 'lidar': ckpts['lidar'], 'camera': ckpts['camera']}
+        starts = {'lidar-camera': fused_init, 'lidar': ckpts['lidar'], 'camera': ckpts['camera'],
+                  **{name: fused_init for name in fused_variants}}
         every = [] if args.checkpoint_interval is None else [
             f'default_hooks.checkpoint.interval={args.checkpoint_interval}',
             'default_hooks.checkpoint.max_keep_ckpts=-1']
-        stage2_configs = dict(VARIANTS)
+        stage2_configs = {**VARIANTS, **fused_variants}
         if args.lidar_dropout:
             stage2_configs['lidar-camera'] = LIDAR_DROPOUT
-        stage2 = train_many({name: (f'stage 2: train {name}', config, out / f'stage2_{name}',
-                                    out / f'stage2_{name}.log', '--cfg-options', *common, *schedule_options(iters2), *every,
-                                    f'load_from={starts[name]}')
-                             for name, config in stage2_configs.items()}, args.jobs)
-        for name, config in VARIANTS.items():
+        stage2 = train_many(stage2_trainings(out, stage2_configs, starts,
+                                             [*common, *schedule_options(iters2), *every]), args.jobs)
+        for name, config in test_configs.items():
             results[f'{name} (stage 2)'] = evaluate(f'stage2_{name}', config, stage2[name], out, *test_options)
         ckpts.update({f'stage2_{name}': ckpt for name, ckpt in stage2.items()})
         if args.checkpoint_interval is not None:  # the val curve of every stage-2 model, at each kept checkpoint
-            for name, config in VARIANTS.items():
+            for name, config in test_configs.items():
                 curves[name] = {it: results[f'{name} (stage 2)'] if ckpt.name == stage2[name].name else
                                 evaluate(f'stage2_{name}_iter{it}', config, ckpt, out, *test_options)
                                 for it, ckpt in kept_checkpoints(out / f'stage2_{name}')}
@@ -141,6 +169,7 @@ def main() -> None:
                                                      'data_root': repo_relative(data_root), 'results': results,
                                                      'configs': VARIANTS,
                                                      'lidar_dropout': args.lidar_dropout,
+                                                     'fused_variants': fused_variants,
                                                      'stage2_configs': stage2_configs if iters2 != 0 else {},
                                                      'checkpoints': {k: repo_relative(v) for k, v in ckpts.items()},
                                                      'curves': {name: {str(it): r for it, r in curve.items()}

@@ -87,3 +87,22 @@ def test_three_variants_trained_evaluated_and_tabled(tmp_path):
     assert ' done in ' not in again.stdout and 'stale' not in again.stdout  # every stage reused, none rerun
     # data, stage 0, 5 trainings, 5 evaluations, fused init, 3 evaluations of the stage-2 iteration-1 checkpoints
     assert again.stdout.count(': reused (key ') == 16
+
+    # --fused-variant: everything above is reused, only the fused stage 2 trains once more with the other config,
+    # from the same init and schedule, and is evaluated with the fused model's config (its curve too)
+    variant = 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus_lidar-dropout_cam-lr0.1.py'
+    third = subprocess.run([*cmd, '--fused-variant', f'cam-lr0.1={variant}'], cwd=REPO, capture_output=True,
+                           text=True, timeout=300)
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    assert third.stdout.count(' done in ') == 1 + 2 and 'stale' not in third.stdout  # 1 training, 2 evaluations
+    log = (out / 'stage2_lidar-camera_cam-lr0.1.log').read_text()
+    assert f'Load checkpoint from {out / "stage2_fused_init.pth"}' in log
+    dumped = (out / 'stage2_lidar-camera_cam-lr0.1' / Path(variant).name).read_text()
+    assert 'img_backbone=dict(lr_mult=0.1)' in dumped and 'max_iters=2' in dumped
+    summary = json.loads((out / 'modalities.json').read_text())
+    assert summary['fused_variants'] == {'lidar-camera_cam-lr0.1': variant}
+    assert list(summary['curves']) == [*names, 'lidar-camera_cam-lr0.1']
+    assert list(summary['curves']['lidar-camera_cam-lr0.1']) == ['1', '2']
+    assert summary['results']['lidar-camera_cam-lr0.1 (stage 2)'] == json.loads(
+        (out / 'metrics_stage2_lidar-camera_cam-lr0.1.json').read_text())
+    assert (out / 'modalities.md').read_text().count('lidar-camera_cam-lr0.1') == 2  # its result row and curve row
