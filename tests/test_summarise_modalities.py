@@ -74,3 +74,25 @@ def test_runs_that_differ_in_more_than_the_seed_are_refused(tmp_path, second, me
 def test_a_missing_run_names_the_command_that_makes_it(tmp_path):
     with pytest.raises(SystemExit, match='run tools/compare_modalities.py --work-dir'):
         summarise_modalities.main([str(tmp_path / 'nothing')])
+
+
+def test_fused_variants_get_their_own_gap(tmp_path):
+    """Runs with ``--fused-variant``: each variant's NDS minus LiDAR-only's, per seed, beside the fused model's."""
+    def variant(nds):
+        return {'metrics': {'NuScenes metric/pred_instances_3d_NuScenes/NDS': nds,
+                            'NuScenes metric/pred_instances_3d_NuScenes/mAP': nds - 0.1}}
+    dirs = []
+    for seed, fused, lidar, cam_lr in ((0, 0.40, 0.42, 0.46), (1, 0.41, 0.40, 0.43)):
+        work = _run(tmp_path, seed, fused, lidar, 0.2)
+        run = json.loads((work / 'modalities.json').read_text())
+        run['results']['lidar-camera_cam-lr0.1 (stage 2)'] = variant(cam_lr)
+        (work / 'modalities.json').write_text(json.dumps(run))
+        dirs.append(work)
+    summary = summarise_modalities.main([str(d) for d in dirs])
+    assert summary['targets']['fused_minus_lidar_nds']['per_seed'] == pytest.approx([-0.02, 0.01])
+    gap = summary['targets']['fused_variants_minus_lidar_nds']['lidar-camera_cam-lr0.1']
+    assert gap['per_seed'] == pytest.approx([0.04, 0.03]) and gap['mean'] == pytest.approx(0.035) and gap['met']
+    text = summarise_modalities.markdown(summary)
+    assert '- fused - LiDAR-only NDS -0.005' in text
+    assert '- lidar-camera_cam-lr0.1 - LiDAR-only NDS +0.035 ± 0.007 (per seed +0.040 / +0.030), target >= +0.03: ' \
+           '**met**' in text
