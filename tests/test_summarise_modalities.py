@@ -51,8 +51,21 @@ def test_means_per_seed_gaps_and_targets(tmp_path, capsys):
 
 def test_fused_target_met_when_the_mean_gap_reaches_it(tmp_path):
     dirs = [_run(tmp_path, 0, 0.45, 0.41, 0.2), _run(tmp_path, 1, 0.43, 0.41, 0.2)]
-    gap = summarise_modalities.main([str(d) for d in dirs])['targets']['fused_minus_lidar_nds']
-    assert gap['mean'] == pytest.approx(0.03) and gap['met'] is (gap['mean'] >= 0.03)
+    summary = summarise_modalities.main([str(d) for d in dirs])
+    gap = summary['targets']['fused_minus_lidar_nds']
+    assert gap['mean'] == pytest.approx(0.03) and gap['reached'] is (gap['mean'] >= 0.03)
+    assert gap['met'] is False and gap['n'] == 2  # two seeds: the target is a mean over three
+    text = summarise_modalities.markdown(summary)
+    reached = '**reached on 2 seed(s), not yet met** (a mean over at least 3 seeds)'
+    assert ('target >= +0.03: ' + reached) in text or not gap['reached']
+    assert 'camera-only NDS 0.200 ± 0.000, target >= 0.15: ' + reached in text
+
+
+def test_one_seed_has_no_spread_and_is_not_met(tmp_path):
+    summary = summarise_modalities.main([str(_run(tmp_path, 0, 0.46, 0.42, 0.2))])
+    text = summarise_modalities.markdown(summary)
+    assert 'camera-only NDS 0.200 (n=1), target >= 0.15: **reached on 1 seed(s), not yet met**' in text
+    assert '- fused - LiDAR-only NDS +0.040 (per seed +0.040), target >= +0.03: **reached on 1 seed(s)' in text
 
 
 @pytest.mark.parametrize('second, message', [
@@ -82,17 +95,19 @@ def test_fused_variants_get_their_own_gap(tmp_path):
         return {'metrics': {'NuScenes metric/pred_instances_3d_NuScenes/NDS': nds,
                             'NuScenes metric/pred_instances_3d_NuScenes/mAP': nds - 0.1}}
     dirs = []
-    for seed, fused, lidar, cam_lr in ((0, 0.40, 0.42, 0.46), (1, 0.41, 0.40, 0.43)):
+    for seed, fused, lidar, cam_lr in ((0, 0.40, 0.42, 0.46), (1, 0.41, 0.40, 0.43), (2, 0.40, 0.40, 0.435)):
         work = _run(tmp_path, seed, fused, lidar, 0.2)
         run = json.loads((work / 'modalities.json').read_text())
         run['results']['lidar-camera_cam-lr0.1 (stage 2)'] = variant(cam_lr)
         (work / 'modalities.json').write_text(json.dumps(run))
         dirs.append(work)
     summary = summarise_modalities.main([str(d) for d in dirs])
-    assert summary['targets']['fused_minus_lidar_nds']['per_seed'] == pytest.approx([-0.02, 0.01])
+    assert summary['targets']['fused_minus_lidar_nds']['per_seed'] == pytest.approx([-0.02, 0.01, 0.0])
     gap = summary['targets']['fused_variants_minus_lidar_nds']['lidar-camera_cam-lr0.1']
-    assert gap['per_seed'] == pytest.approx([0.04, 0.03]) and gap['mean'] == pytest.approx(0.035) and gap['met']
+    assert gap['per_seed'] == pytest.approx([0.04, 0.03, 0.035]) and gap['mean'] == pytest.approx(0.035)
+    assert gap['met']  # three seeds, mean 0.035 >= 0.03
     text = summarise_modalities.markdown(summary)
-    assert '- fused - LiDAR-only NDS -0.005' in text
-    assert '- lidar-camera_cam-lr0.1 - LiDAR-only NDS +0.035 ± 0.007 (per seed +0.040 / +0.030), target >= +0.03: ' \
-           '**met**' in text
+    assert '- fused - LiDAR-only NDS -0.003 ± 0.015 (per seed -0.020 / +0.010 / +0.000), target >= +0.03: ' \
+           '**not met**' in text
+    assert '- lidar-camera_cam-lr0.1 - LiDAR-only NDS +0.035 ± 0.005 (per seed +0.040 / +0.030 / +0.035), ' \
+           'target >= +0.03: **met**' in text
