@@ -188,3 +188,47 @@ def test_train_many_settles_keys_first_runs_side_by_side_and_reuses(tmp_path, mo
     specs['b'] = specs['b'][:-1] + ('randomness.seed=7',)
     _stages.train_many(specs, jobs=2)
     assert runs == [('train b', None)]
+
+
+def test_train_many_resumes_an_interrupted_run_of_the_same_key_only(tmp_path, monkeypatch):
+    """A run stopped after its checkpoint at 2 (a session that ends mid-training) continues from it with --resume,
+    under the original key and with the first part's log kept; an interrupted run of another key starts over."""
+    config = 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus.py'
+    runs, stop = [], [True]
+
+    def fake_run(stage, args, log, threads=None):
+        work = Path(args[args.index('--work-dir') + 1])
+        runs.append((stage, args[-1], Path(log).name, sorted(p.name for p in work.glob('iter_*.pth'))))
+        Path(log).write_text('log')
+        for it in (2, 4):
+            if (work / f'iter_{it}.pth').exists():
+                continue
+            (work / f'iter_{it}.pth').write_text('w')
+            (work / 'last_checkpoint').write_text(str(work / f'iter_{it}.pth'))
+            if stop[0]:
+                raise SystemExit('interrupted')
+    monkeypatch.setattr(_stages, 'run', fake_run)
+    spec = {'a': ('train a', config, tmp_path / 'a', tmp_path / 'a.log', '--cfg-options', 'randomness.seed=0')}
+    with pytest.raises(SystemExit, match='interrupted'):
+        _stages.train_many(spec)
+    assert runs == [('train a', 'randomness.seed=0', 'a.log', [])]
+    assert not (tmp_path / 'a' / _stages.KEY_NAME).exists()
+    stop[0] = False
+    assert _stages.train_many(spec) == {'a': tmp_path / 'a' / 'iter_4.pth'}
+    assert runs[1] == ('train a (resumed from iter_2.pth)', '--resume', 'a.resumed_iter_2.log', ['iter_2.pth'])
+    assert (tmp_path / 'a.log').read_text() == 'log'
+    key = (tmp_path / 'a' / _stages.KEY_NAME).read_text().strip()
+    assert key == _stages.stage_key(['tools/train.py', config, '--work-dir', str(tmp_path / 'a'), *spec['a'][4:]])
+    assert not (tmp_path / 'a' / _stages.STARTED_KEY_NAME).exists()
+    assert _stages.train_many(spec) == {'a': tmp_path / 'a' / 'iter_4.pth'} and len(runs) == 2  # finished: reused
+    # interrupted again, then asked with another seed: the partial run is not resumed
+    (tmp_path / 'a' / _stages.KEY_NAME).unlink()
+    (tmp_path / 'a' / _stages.STARTED_KEY_NAME).write_text(key + '\n')
+    other = {'a': spec['a'][:-1] + ('randomness.seed=1',)}
+    _stages.train_many(other)
+    assert runs[2] == ('train a', 'randomness.seed=1', 'a.log', [])
+    # started but killed before its first checkpoint: starts over
+    (tmp_path / 'a' / _stages.KEY_NAME).unlink()
+    (tmp_path / 'a' / 'last_checkpoint').unlink()
+    _stages.train_many(other)
+    assert runs[3] == ('train a', 'randomness.seed=1', 'a.log', [])

@@ -3,7 +3,8 @@
 Each stage runs one of the project's CLIs in a subprocess with its output in a log file, prints one line when it
 starts and one when it ends. A stage's result is reused only when its key matches: a digest of what it depends on
 (the resolved config, every file its arguments name, e.g. a checkpoint, the other arguments and the plugin's code,
-see :func:`stage_key`), stored beside the result. A reused stage says so; a stale one runs again.
+see :func:`stage_key`), stored beside the result. A reused stage says so; a stale one runs again. A training
+interrupted after a checkpoint (a session that stops mid-run) resumes from it when asked again with the same key.
 """
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / 'data' / 'synthetic_nuscenes'
 KEY_NAME = '.mmprune4u_stage_key'
+# written when a training starts, replaced by KEY_NAME when it ends: an interrupted run of the same key resumes from
+# its last checkpoint (a session that stops mid-run loses at most one checkpoint interval)
+STARTED_KEY_NAME = '.mmprune4u_stage_key.started'
 
 
 def _config_text(path: Path) -> str:
@@ -146,8 +150,18 @@ def train_many(trainings: dict[str, tuple], jobs: int = 1) -> dict[str, Path]:
         if ckpt is not None and reusable(stage, work_dir / KEY_NAME, key, ckpt):
             done[name] = ckpt
             continue
-        shutil.rmtree(work_dir, ignore_errors=True)  # a stale run's checkpoints must not be picked up
-        todo[name] = (stage, args, Path(log), key, work_dir)
+        log = Path(log)
+        if interrupted(work_dir, key):
+            print(f'[{Path(sys.argv[0]).stem}] {stage}: resuming the interrupted run from {ckpt.name} (same key '
+                  f'{key[:12]})', flush=True)
+            # the key stays the original command's; the interrupted part's log is kept beside the new one
+            stage, args = f'{stage} (resumed from {ckpt.name})', [*args, '--resume']
+            log = log.with_name(f'{log.stem}.resumed_{ckpt.stem}{log.suffix}')
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)  # a stale run's checkpoints must not be picked up
+            work_dir.mkdir(parents=True)
+            (work_dir / STARTED_KEY_NAME).write_text(key + '\n')
+        todo[name] = (stage, args, log, key, work_dir)
     if todo:
         side = max(1, min(jobs, len(todo)))
         threads = None if side == 1 else max(1, (os.cpu_count() or 1) // side)
@@ -157,8 +171,17 @@ def train_many(trainings: dict[str, tuple], jobs: int = 1) -> dict[str, Path]:
             future.result()  # a failed stage raises here (SystemExit with its log's tail)
         for name, (_, _, _, key, work_dir) in todo.items():
             (work_dir / KEY_NAME).write_text(key + '\n')
+            (work_dir / STARTED_KEY_NAME).unlink(missing_ok=True)
             done[name] = last_checkpoint(work_dir)
     return {name: done[name] for name in trainings}
+
+
+def interrupted(work_dir: Path, key: str) -> bool:
+    """Whether ``work_dir`` holds a run of ``key`` that started, kept a checkpoint and did not finish (mmengine's
+    ``--resume`` continues it: optimizer, schedule and iteration; the dataloader skips the batches already seen)."""
+    started, ckpt = work_dir / STARTED_KEY_NAME, last_checkpoint(work_dir)
+    return (not (work_dir / KEY_NAME).exists() and started.is_file() and started.read_text().strip() == key
+            and ckpt is not None and ckpt.is_file())
 
 
 def evaluate(name: str, config: str, checkpoint: Path | None, out: Path, *extra: str) -> dict:

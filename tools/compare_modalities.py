@@ -13,7 +13,8 @@ after a pretraining of the camera branch (BEVFusion starts it from pretrained im
 
 Every weight has trained for the same number of iterations in each stage-2 model. Each is evaluated on the val split
 with nuscenes-devkit's metrics; ``<work-dir>/modalities.md`` and ``modalities.json`` hold the table. This is the
-check that the synthetic data needs both sensors. About 5 min per run on 2 quiet CPU cores; stages are cached.
+check that the synthetic data needs both sensors. About 5 min per run on 2 quiet CPU cores; stages are cached,
+and a stage-2 training stopped midway resumes from its last kept checkpoint (``--checkpoint-interval``).
 With ``--checkpoint-interval`` every kept stage-2 checkpoint is evaluated too: the val curves (``curves`` in the json).
 ``--fused-variant NAME=CONFIG`` (repeatable) trains the fused model's stage 2 once more with another training config,
 from the same init and schedule, evaluated like the others (row ``lidar-camera_NAME``): a paired comparison of a
