@@ -390,11 +390,15 @@ def test_fmt_duration():
 
 RECIPE = dict(recipe='modalities', iters=6, iters2=4, eval_every=2, img_pretrain_iters=3, seed=5, jobs=2,
               work_dir='work_dirs/recipe_test')
+FUSED_CONFIG = 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus_lidar-dropout_cam-lr0.1.py'
 
 
 @pytest.mark.parametrize('dense, message', [
     (dict(RECIPE, recipe='twostage'), "`dense.recipe` must be None or one of \\['modalities'\\]"),
     (dict(RECIPE, iters2=0), 'needs iters \\(stage 1\\) and iters2 \\(stage 2\\) > 0'),
+    (dict(RECIPE, fused_config=FUSED_CONFIG, lidar_dropout=True), 'in place of `lidar_dropout`'),
+    (dict(iters=6, eval_every=2, fused_config=FUSED_CONFIG), "with that recipe"),
+    (dict(RECIPE, fused_config='configs/demo/no_such.py'), '`dense.fused_config` not found: configs/demo/no_such.py'),
 ])
 def test_dense_recipe_validation(dense, message):
     with pytest.raises(ValueError, match=message):
@@ -428,6 +432,14 @@ def test_dense_recipe_runs_compare_modalities_and_feeds_its_models_to_later_cell
     dropout = RealExecutor(small_plan(config=demo, dense=dict(RECIPE, lidar_dropout=True), robustness=refs), demo,
                            tmp_path)
     assert dropout.job(Cell('dense_train'), {})['extra']['recipe'][-1] == '--lidar-dropout'
+    # another fused stage-2 config: passed to the tool, and its resolved content (bases too) is in the key
+    chosen = RealExecutor(small_plan(config=demo, dense=dict(RECIPE, fused_config=FUSED_CONFIG), robustness=refs),
+                          demo, tmp_path)
+    chosen.digest = ex.digest
+    fused_job = chosen.job(Cell('dense_train'), {})
+    assert fused_job['extra']['recipe'][-2:] == ['--fused-config', FUSED_CONFIG]
+    assert fused_job['configs']['fused_train'].optim_wrapper.paramwise_cfg.custom_keys['img_backbone'].lr_mult == 0.1
+    assert chosen.key(Cell('dense_train'), {}) != ex.key(Cell('dense_train'), {})
     assert sorted(job['extra']['recipe_code']) == sorted(RECIPE_FILES)
     key = ex.key(Cell('dense_train'), {})
     ex.digest = lambda path: 'edited' if Path(path).name == 'compare_modalities.py' else f'digest of {Path(path).name}'

@@ -1,4 +1,5 @@
 """tools/_bench/report.py, markdown.py, plots.py: figures and docs/benchmarks.md from cell records alone."""
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -316,6 +317,11 @@ def test_markdown_shows_the_dense_recipe_table():
     assert '| lidar-camera (stage 2) | 0.3512 | 0.3000 | – | – | – |' in text
     assert '| camera (stage 2) | 0.1897 | – | – | – | – |' in text
     assert 'Trained by `tools/compare_modalities.py`' not in markdown.render(meta, report.figures(records(p), p), {})
+    assert 'every weight trained equally long), val split' in text  # the plain fused stage 2: nothing said
+    for dense, said in [(dict(lidar_dropout=True), 'the fused stage 2 trains with LiDAR dropout)'),
+                        (dict(fused_config='configs/demo/f.py'), 'the fused stage 2 trains with `configs/demo/f.py`)')]:
+        meta['plan'] = plan_summary(dataclasses.replace(p, dense=dict(p.dense, recipe='modalities', **dense)))
+        assert said in markdown.render(meta, report.figures(cells, p), {})
 
 
 SEG_METRICS = dict(primary='mIoU', secondary='acc', keys=dict(mIoU='miou'))

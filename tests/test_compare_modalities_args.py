@@ -50,3 +50,30 @@ def test_repeated_variant_names_are_one_error(capsys):
         sys.argv = sys_argv
     assert 'names repeat' in capsys.readouterr().err
     assert not Path('/nonexistent/never-created').exists()
+
+
+def test_stage2_training_configs_pick_the_fused_recipe():
+    from compare_modalities import VARIANTS, stage2_training_configs
+    plain = stage2_training_configs(False, None, {})
+    assert plain == VARIANTS
+    assert stage2_training_configs(True, None, {})['lidar-camera'] == LIDAR_DROPOUT
+    chosen = stage2_training_configs(False, CAM_LR, {'lidar-camera_x': LIDAR_DROPOUT})
+    assert chosen == {**VARIANTS, 'lidar-camera': CAM_LR, 'lidar-camera_x': LIDAR_DROPOUT}
+    with pytest.raises(ValueError, match='give one'):
+        stage2_training_configs(True, CAM_LR, {})
+
+
+@pytest.mark.parametrize('extra, message', [
+    (['--lidar-dropout', '--fused-config', CAM_LR], 'not allowed with argument'),
+    (['--fused-config', 'configs/demo/no_such_config.py'], 'config not found'),
+])
+def test_fused_config_errors_before_anything_runs(extra, message, capsys):
+    import compare_modalities
+    sys_argv, sys.argv = sys.argv, ['compare_modalities.py', '--work-dir', '/nonexistent/never-created', *extra]
+    try:
+        with pytest.raises(SystemExit):
+            compare_modalities.main()
+    finally:
+        sys.argv = sys_argv
+    assert message in capsys.readouterr().err
+    assert not Path('/nonexistent/never-created').exists()

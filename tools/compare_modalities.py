@@ -16,7 +16,8 @@ with nuscenes-devkit's metrics; ``<work-dir>/modalities.md`` and ``modalities.js
 check that the synthetic data needs both sensors. About 5 min per run on 2 quiet CPU cores; stages are cached,
 and a stage-2 training stopped midway resumes from its last kept checkpoint (``--checkpoint-interval``).
 With ``--checkpoint-interval`` every kept stage-2 checkpoint is evaluated too: the val curves (``curves`` in the json).
-``--fused-variant NAME=CONFIG`` (repeatable) trains the fused model's stage 2 once more with another training config,
+``--fused-config CONFIG`` trains the fused model's stage 2 with another training config (its row stays
+``lidar-camera``); ``--fused-variant NAME=CONFIG`` (repeatable) trains the fused model's stage 2 once more with another training config,
 from the same init and schedule, evaluated like the others (row ``lidar-camera_NAME``): a paired comparison of a
 recipe change on one seed, e.g. ``cam-lr0.1=configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus_lidar-dropout_cam-lr0.1.py``.
 """
@@ -48,15 +49,33 @@ def schedule_options(iters: int | None) -> list[str]:
     return [f'train_cfg.max_iters={iters}', f'param_scheduler.0.T_max={iters}', f'param_scheduler.0.end={iters}']
 
 
+def existing_config(config: str) -> str:
+    """An argparse type: a config path (absolute or relative to the repository) that exists."""
+    if not (Path(config) if Path(config).is_absolute() else REPO / config).is_file():
+        raise argparse.ArgumentTypeError(f'config not found: {config}')
+    return config
+
+
 def fused_variant(text: str) -> tuple[str, str]:
     """``NAME=CONFIG`` of ``--fused-variant`` -> (``lidar-camera_NAME``, CONFIG); an argparse error for a bad name or
     a config that does not exist, before anything trains."""
     name, sep, config = text.partition('=')
     if not sep or not re.fullmatch(r'[A-Za-z0-9.-]+', name):
         raise argparse.ArgumentTypeError(f'expected NAME=CONFIG with NAME of letters, digits, "." or "-": {text!r}')
-    if not (Path(config) if Path(config).is_absolute() else REPO / config).is_file():
-        raise argparse.ArgumentTypeError(f'config of fused variant {name!r} not found: {config}')
-    return f'lidar-camera_{name}', config
+    try:
+        return f'lidar-camera_{name}', existing_config(config)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f'config of fused variant {name!r} not found: {config}') from None
+
+
+def stage2_training_configs(lidar_dropout: bool, fused_config: str | None, fused_variants: dict[str, str]) -> dict:
+    """The training config of each stage-2 model: the single-sensor ones as in stage 1, the fused one with
+    ``fused_config`` (else the LiDAR-dropout config with ``lidar_dropout``, else its stage-1 config), and each
+    fused variant with its own."""
+    if lidar_dropout and fused_config:
+        raise ValueError('--lidar-dropout and --fused-config both name the fused stage-2 config: give one')
+    fused = fused_config or (LIDAR_DROPOUT if lidar_dropout else VARIANTS['lidar-camera'])
+    return {**VARIANTS, 'lidar-camera': fused, **fused_variants}
 
 
 def stage2_trainings(out: Path, configs: dict[str, str], starts: dict[str, Path], options: list[str]) -> dict:
@@ -99,9 +118,14 @@ def main() -> None:
     parser.add_argument('--checkpoint-interval', type=int, default=None,
                         help='stage-2 runs keep a checkpoint every N iterations, each evaluated on val (the curves '
                              'that show whether a model has plateaued)')
-    parser.add_argument('--lidar-dropout', action='store_true',
-                        help=f'train the fused model\'s stage 2 with {LIDAR_DROPOUT} (LiDAR dropped from 1/4 of the '
-                             'samples)')
+    fused_recipe = parser.add_mutually_exclusive_group()
+    fused_recipe.add_argument('--lidar-dropout', action='store_true',
+                              help=f'train the fused model\'s stage 2 with {LIDAR_DROPOUT} (LiDAR dropped from 1/4 of '
+                                   'the samples)')
+    fused_recipe.add_argument('--fused-config', type=existing_config, default=None, metavar='CONFIG',
+                              help='train the fused model\'s stage 2 with CONFIG (same model and test pipeline; '
+                                   'evaluated with the fused config), e.g. the LiDAR-dropout one with a slower camera '
+                                   'branch')
     parser.add_argument('--fused-variant', type=fused_variant, action='append', default=[], metavar='NAME=CONFIG',
                         help='also train the fused model\'s stage 2 with CONFIG from the same init and schedule '
                              '(row lidar-camera_NAME; repeatable)')
@@ -147,9 +171,7 @@ def main() -> None:
         every = [] if args.checkpoint_interval is None else [
             f'default_hooks.checkpoint.interval={args.checkpoint_interval}',
             'default_hooks.checkpoint.max_keep_ckpts=-1']
-        stage2_configs = {**VARIANTS, **fused_variants}
-        if args.lidar_dropout:
-            stage2_configs['lidar-camera'] = LIDAR_DROPOUT
+        stage2_configs = stage2_training_configs(args.lidar_dropout, args.fused_config, fused_variants)
         stage2 = train_many(stage2_trainings(out, stage2_configs, starts,
                                              [*common, *schedule_options(iters2), *every]), args.jobs)
         for name, config in test_configs.items():
@@ -170,6 +192,7 @@ def main() -> None:
                                                      'data_root': repo_relative(data_root), 'results': results,
                                                      'configs': VARIANTS,
                                                      'lidar_dropout': args.lidar_dropout,
+                                                     'fused_config': args.fused_config,
                                                      'fused_variants': fused_variants,
                                                      'stage2_configs': stage2_configs if iters2 != 0 else {},
                                                      'checkpoints': {k: repo_relative(v) for k, v in ckpts.items()},

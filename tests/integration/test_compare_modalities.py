@@ -40,7 +40,7 @@ def test_three_variants_trained_evaluated_and_tabled(tmp_path):
     assert summary['seed'] == 3 and summary['iters'] == 2 and summary['iters2'] == 2
     assert summary['img_pretrain_iters'] == 2
     # --lidar-dropout: the fused stage 2 trains with LiDAR dropped from 1/4 of its samples; the others as before
-    assert summary['lidar_dropout'] is True
+    assert summary['lidar_dropout'] is True and summary['fused_config'] is None
     assert summary['stage2_configs'] == {**summary['configs'], 'lidar-camera': LIDAR_DROPOUT}
     dumped = (out / 'stage2_lidar-camera' / Path(LIDAR_DROPOUT).name).read_text()
     assert "type='LidarAbsent'" in dumped and 'prob=0.25' in dumped

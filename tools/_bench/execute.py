@@ -158,6 +158,9 @@ class RealExecutor:
             if self.plan.dense.get('recipe') == 'modalities':
                 extra['recipe'] = self.recipe_args()
                 extra['recipe_code'] = {p: self.digest(REPO / p) for p in RECIPE_FILES}
+                if self.plan.dense.get('fused_config'):  # by resolved content, as the tool's own stage keys
+                    from mmengine.config import Config
+                    configs['fused_train'] = Config.fromfile(str(REPO / self.plan.dense['fused_config']))
         elif cell.kind == 'dense_eval':
             files['checkpoint'] = self.dense_checkpoint(results, cell.iteration)
             configs['test'] = f.evaluation(cell.split)
@@ -239,7 +242,8 @@ class RealExecutor:
         return ['--work-dir', str(work), '--iters', str(int(d['iters'])), '--iters2', str(int(d['iters2'])),
                 '--img-pretrain-iters', str(int(d.get('img_pretrain_iters', 600))),
                 '--seed', str(int(d.get('seed', 0))), '--checkpoint-interval', str(int(d['eval_every'])),
-                '--jobs', str(int(d.get('jobs', 1))), *(['--lidar-dropout'] if d.get('lidar_dropout') else [])]
+                '--jobs', str(int(d.get('jobs', 1))), *(['--lidar-dropout'] if d.get('lidar_dropout') else []),
+                *(['--fused-config', d['fused_config']] if d.get('fused_config') else [])]
 
     def _run_dense_train(self, cell, out, job, results) -> dict:
         if 'recipe' in job['extra']:

@@ -271,8 +271,12 @@ def render(meta: dict, fig: dict, plots: dict[str, str], related: list[dict] | N
                 'finetuned rows partly measure extra training (compare with the equal-budget dense row).'))
     if d.get('modalities'):
         keys = ['NDS', 'mAP', 'mATE', 'mASE', 'mAOE']
+        dense = plan.get('dense') or {}
+        fused = (f'`{dense["fused_config"]}`' if dense.get('fused_config') else
+                 'LiDAR dropout' if dense.get('lidar_dropout') else None)
         out += ['', 'Trained by `tools/compare_modalities.py` (stage 2 starts the fused model from the LiDAR-only and '
-                'camera-only models of stage 1; every weight trained equally long), val split:', '',
+                'camera-only models of stage 1; every weight trained equally long'
+                + (f'; the fused stage 2 trains with {fused}' if fused else '') + '), val split:', '',
                 '| model | ' + ' | '.join(keys) + ' |', '|---' * (len(keys) + 1) + '|',
                 *[f'| {name} | ' + ' | '.join(_metric(r, k) for k in keys) + ' |'
                   for name, r in d['modalities'].items()], '']

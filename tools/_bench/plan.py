@@ -23,6 +23,8 @@ from typing import Any
 
 from .metrics import DEFAULT_METRICS, metric_problems, metric_value
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 @dataclass(frozen=True)
 class Method:
@@ -177,6 +179,14 @@ class Plan:
         if recipe == 'modalities' and not all(int(self.dense.get(k) or 0) > 0 for k in ('iters', 'iters2')):
             raise ValueError('`dense.recipe=\'modalities\'` needs iters (stage 1) and iters2 (stage 2) > 0, but got '
                              f'iters: {self.dense.get("iters")}, iters2: {self.dense.get("iters2")}')
+        fused = self.dense.get('fused_config')
+        if fused is not None:
+            if recipe != 'modalities' or self.dense.get('lidar_dropout'):
+                raise ValueError('`dense.fused_config` is the fused stage-2 training config of '
+                                 "`dense.recipe='modalities'`, in place of `lidar_dropout`: give it with that recipe "
+                                 'and without lidar_dropout')
+            if not (REPO / fused).is_file():
+                raise ValueError(f'`dense.fused_config` not found: {fused}')
         if self.splits.keys() != {'val', 'test'}:
             raise ValueError(f'`splits` must define exactly val and test, but got {sorted(self.splits)}')
         if self.splits['val'] == self.splits['test']:
