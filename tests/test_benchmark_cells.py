@@ -1,6 +1,7 @@
 """tools/_bench/plan.py and cells.py: the cell list, content keys, reuse of finished cells, rerun of stale ones."""
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -86,6 +87,11 @@ def test_shipped_plans_parse():
         full = Plan.from_file(REPO / 'configs' / 'benchmark' / name)
         assert len(full.seeds) >= 3 and full.sparsities == [0.5, 0.7, 0.8, 0.9] and len(full.methods) == 8
         assert full.beta['choose_on_val'] and full.finetune_rows()[0] == ('dense', 'task')
+    nus = Plan.from_file(REPO / 'configs' / 'benchmark' / 'bevfusion-lite_cpu.py')
+    nus.validate()  # its fused variant's config exists
+    # every train / val dataset and the metric read the plan's generated set (the config's own root is the demo's)
+    assert set(nus.model_options.values()) == {nus.synthetic['root'] + '/'}
+    assert {k.split('.')[0] for k in nus.model_options} == {'train_dataloader', 'test_dataloader', 'test_evaluator'}
 
 
 def test_segmentor_plans_report_miou_and_plan_their_cells():
@@ -396,9 +402,9 @@ FUSED_CONFIG = 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus_lidar-d
 @pytest.mark.parametrize('dense, message', [
     (dict(RECIPE, recipe='twostage'), "`dense.recipe` must be None or one of \\['modalities'\\]"),
     (dict(RECIPE, iters2=0), 'needs iters \\(stage 1\\) and iters2 \\(stage 2\\) > 0'),
-    (dict(RECIPE, fused_config=FUSED_CONFIG, lidar_dropout=True), 'in place of `lidar_dropout`'),
-    (dict(iters=6, eval_every=2, fused_config=FUSED_CONFIG), "with that recipe"),
-    (dict(RECIPE, fused_config='configs/demo/no_such.py'), '`dense.fused_config` not found: configs/demo/no_such.py'),
+    (dict(iters=6, eval_every=2, fused_variant=f'a={FUSED_CONFIG}'), 'give it with that recipe'),
+    (dict(RECIPE, fused_variant=FUSED_CONFIG), '`dense.fused_variant` must be NAME=CONFIG'),
+    (dict(RECIPE, fused_variant='a=configs/demo/no_such.py'), 'config not found: configs/demo/no_such.py'),
 ])
 def test_dense_recipe_validation(dense, message):
     with pytest.raises(ValueError, match=message):
@@ -432,15 +438,20 @@ def test_dense_recipe_runs_compare_modalities_and_feeds_its_models_to_later_cell
     dropout = RealExecutor(small_plan(config=demo, dense=dict(RECIPE, lidar_dropout=True), robustness=refs), demo,
                            tmp_path)
     assert dropout.job(Cell('dense_train'), {})['extra']['recipe'][-1] == '--lidar-dropout'
-    # another fused stage-2 config: passed to the tool, and its resolved content (bases too) is in the key
-    chosen = RealExecutor(small_plan(config=demo, dense=dict(RECIPE, fused_config=FUSED_CONFIG), robustness=refs),
-                          demo, tmp_path)
+    # a fused variant as the dense model: passed to the tool, its resolved content (bases too) in the key
+    chosen = RealExecutor(small_plan(config=demo, dense=dict(RECIPE, fused_variant=f'slow-cam={FUSED_CONFIG}'),
+                                     robustness=refs), demo, tmp_path)
     chosen.digest = ex.digest
     fused_job = chosen.job(Cell('dense_train'), {})
-    assert fused_job['extra']['recipe'][-2:] == ['--fused-config', FUSED_CONFIG]
-    assert fused_job['configs']['fused_train'].optim_wrapper.paramwise_cfg.custom_keys['img_backbone'].lr_mult == 0.1
+    assert fused_job['extra']['recipe'][-2:] == ['--fused-variant', f'slow-cam={FUSED_CONFIG}']
+    content = fused_job['extra']['recipe_fused_variant']
+    assert content['optim_wrapper']['paramwise_cfg']['custom_keys']['img_backbone']['lr_mult'] == 0.1
     assert chosen.key(Cell('dense_train'), {}) != ex.key(Cell('dense_train'), {})
     assert sorted(job['extra']['recipe_code']) == sorted(RECIPE_FILES)
+    # the plan's synthetic train/val set is the recipe's (generated under one key by both)
+    syn = dict(root='data/synth_x', num_train=7, num_val=3, test_root='data/t', test_seed=1, num_test=2)
+    with_data = RealExecutor(small_plan(config=demo, dense=RECIPE, robustness=refs, synthetic=syn), demo, tmp_path)
+    assert with_data.recipe_args()[-6:] == ['--data-root', 'data/synth_x', '--num-train', '7', '--num-val', '3']
     key = ex.key(Cell('dense_train'), {})
     ex.digest = lambda path: 'edited' if Path(path).name == 'compare_modalities.py' else f'digest of {Path(path).name}'
     assert ex.key(Cell('dense_train'), {}) != key  # the recipe's code is in the key
@@ -471,6 +482,10 @@ def test_dense_recipe_result_names_the_fused_checkpoints_and_the_references(tmp_
         summary = dict(results={'lidar (stage 2)': {'metrics': {'x/NDS': 0.3}}}, checkpoints={
             'stage2_lidar-camera': os.path.relpath(fused / 'iter_4.pth', REPO), 'stage2_lidar': '/abs/l.pth',
             'stage2_camera': 'work_dirs/c.pth'})
+        variant = work / 'stage2_lidar-camera_slow-cam'  # --fused-variant slow-cam=...: its own stage-2 run
+        variant.mkdir()
+        (variant / 'iter_6.pth').write_text('v')
+        summary['checkpoints']['stage2_lidar-camera_slow-cam'] = str(variant / 'iter_6.pth')
         (work / 'modalities.json').write_text(json.dumps(summary))
         return subprocess.CompletedProcess(cmd, 0)
     monkeypatch.setattr(subprocess, 'run', fake_run)
@@ -485,6 +500,14 @@ def test_dense_recipe_result_names_the_fused_checkpoints_and_the_references(tmp_
     assert result['checkpoints'] == {str(i): str(fused / f'iter_{i}.pth') for i in (2, 4)}
     assert result['references'] == dict(lidar='/abs/l.pth', camera=str(REPO / 'work_dirs/c.pth'))
     assert result['modalities'] == {'lidar (stage 2)': {'metrics': {'x/NDS': 0.3}}}
+    # with dense.fused_variant the variant's stage-2 run is the dense model; the references stay the same
+    shutil.rmtree(work)
+    variant = dict(RECIPE, work_dir=str(work), fused_variant=f'slow-cam={FUSED_CONFIG}')
+    ex = RealExecutor(small_plan(config=demo, dense=variant), demo, tmp_path)
+    result = ex._run_dense_recipe(ex.recipe_args(), out)
+    assert result['checkpoint'] == str(work / 'stage2_lidar-camera_slow-cam' / 'iter_6.pth')
+    assert result['checkpoints'] == {'6': str(work / 'stage2_lidar-camera_slow-cam' / 'iter_6.pth')}
+    assert result['references'] == dict(lidar='/abs/l.pth', camera=str(REPO / 'work_dirs/c.pth'))
     monkeypatch.setattr(subprocess, 'run', lambda cmd, **kw: subprocess.CompletedProcess(cmd, 3))
     with pytest.raises(RuntimeError, match='compare_modalities.py failed \\(exit 3\\)'):
         ex._run_dense_recipe(ex.recipe_args(), out)

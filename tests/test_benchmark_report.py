@@ -317,9 +317,10 @@ def test_markdown_shows_the_dense_recipe_table():
     assert '| lidar-camera (stage 2) | 0.3512 | 0.3000 | – | – | – |' in text
     assert '| camera (stage 2) | 0.1897 | – | – | – | – |' in text
     assert 'Trained by `tools/compare_modalities.py`' not in markdown.render(meta, report.figures(records(p), p), {})
-    assert 'every weight trained equally long), val split' in text  # the plain fused stage 2: nothing said
-    for dense, said in [(dict(lidar_dropout=True), 'the fused stage 2 trains with LiDAR dropout)'),
-                        (dict(fused_config='configs/demo/f.py'), 'the fused stage 2 trains with `configs/demo/f.py`)')]:
+    assert 'every weight trained equally long), val split:' in text  # the plain fused stage 2: nothing said
+    for dense, said in [(dict(lidar_dropout=True), 'long; the fused stage 2 with LiDAR dropout), val split:'),
+                        (dict(fused_variant='x=configs/demo/f.py'), 'val split; the dense model is the fused variant '
+                         '`lidar-camera_x` (stage 2 trained with `configs/demo/f.py`):')]:
         meta['plan'] = plan_summary(dataclasses.replace(p, dense=dict(p.dense, recipe='modalities', **dense)))
         assert said in markdown.render(meta, report.figures(cells, p), {})
 

@@ -17,9 +17,10 @@ check that the synthetic data needs both sensors. About 5 min per run on 2 quiet
 and a stage-2 training stopped midway resumes from its last kept checkpoint (``--checkpoint-interval``).
 With ``--checkpoint-interval`` every kept stage-2 checkpoint is evaluated too: the val curves (``curves`` in the json).
 ``--fused-config CONFIG`` trains the fused model's stage 2 with another training config (its row stays
-``lidar-camera``); ``--fused-variant NAME=CONFIG`` (repeatable) trains the fused model's stage 2 once more with another training config,
-from the same init and schedule, evaluated like the others (row ``lidar-camera_NAME``): a paired comparison of a
-recipe change on one seed, e.g. ``cam-lr0.1=configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus_lidar-dropout_cam-lr0.1.py``.
+``lidar-camera``); ``--fused-variant NAME=CONFIG`` (repeatable) trains the fused model's stage 2 once more with
+another training config, from the same init and schedule, evaluated like the others (row ``lidar-camera_NAME``): a
+paired comparison of a recipe change on one seed, e.g.
+``cam-lr0.1=configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus_lidar-dropout_cam-lr0.1.py``.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from typing import Iterator
 
 from .cells import MissingInput
 from .configs import ConfigFactory, ann_files, config_content
-from .plan import METHODS, RECIPE_CHECKPOINT, Cell, Plan
+from .plan import METHODS, RECIPE_CHECKPOINT, Cell, Plan, fused_variant
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / 'tools'))
@@ -158,9 +158,10 @@ class RealExecutor:
             if self.plan.dense.get('recipe') == 'modalities':
                 extra['recipe'] = self.recipe_args()
                 extra['recipe_code'] = {p: self.digest(REPO / p) for p in RECIPE_FILES}
-                if self.plan.dense.get('fused_config'):  # by resolved content, as the tool's own stage keys
+                if self.plan.dense.get('fused_variant'):  # by resolved content, as the tool's own stage keys
                     from mmengine.config import Config
-                    configs['fused_train'] = Config.fromfile(str(REPO / self.plan.dense['fused_config']))
+                    config = REPO / fused_variant(self.plan.dense['fused_variant'])[1]
+                    extra['recipe_fused_variant'] = config_content(Config.fromfile(str(config)))
         elif cell.kind == 'dense_eval':
             files['checkpoint'] = self.dense_checkpoint(results, cell.iteration)
             configs['test'] = f.evaluation(cell.split)
@@ -243,7 +244,15 @@ class RealExecutor:
                 '--img-pretrain-iters', str(int(d.get('img_pretrain_iters', 600))),
                 '--seed', str(int(d.get('seed', 0))), '--checkpoint-interval', str(int(d['eval_every'])),
                 '--jobs', str(int(d.get('jobs', 1))), *(['--lidar-dropout'] if d.get('lidar_dropout') else []),
-                *(['--fused-config', d['fused_config']] if d.get('fused_config') else [])]
+                *(['--fused-variant', d['fused_variant']] if d.get('fused_variant') else []), *self._recipe_data()]
+
+    def _recipe_data(self) -> list[str]:
+        """The plan's synthetic train/val set for the recipe (generated there under the same key as the plan's)."""
+        syn = self.plan.synthetic
+        if not syn or syn.get('kind', 'nuscenes') != 'nuscenes':
+            return []
+        return ['--data-root', str(syn['root']), '--num-train', str(int(syn['num_train'])),
+                '--num-val', str(int(syn['num_val']))]
 
     def _run_dense_train(self, cell, out, job, results) -> dict:
         if 'recipe' in job['extra']:
@@ -268,7 +277,8 @@ class RealExecutor:
         # the tool records its checkpoints relative to the repository (an absolute one stays as it is): the cells
         # read them from wherever this benchmark runs
         paths = {name: REPO / path for name, path in summary['checkpoints'].items()}
-        fused = paths['stage2_lidar-camera']
+        variant = self.plan.dense.get('fused_variant')
+        fused = paths['stage2_lidar-camera' + (f'_{fused_variant(variant)[0]}' if variant else '')]
         ckpts = {p.stem.split('_')[-1]: str(p) for p in sorted(fused.parent.glob('iter_*.pth'))}
         refs = {sensor: str(paths[f'stage2_{sensor}']) for sensor in ('lidar', 'camera')}
         return dict(checkpoints=ckpts, checkpoint=str(fused), references=refs, recipe='modalities',

@@ -17,6 +17,7 @@ secondary='acc', keys=dict(mIoU='miou'))`` (mmdet3d's SegMetric).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,14 +180,11 @@ class Plan:
         if recipe == 'modalities' and not all(int(self.dense.get(k) or 0) > 0 for k in ('iters', 'iters2')):
             raise ValueError('`dense.recipe=\'modalities\'` needs iters (stage 1) and iters2 (stage 2) > 0, but got '
                              f'iters: {self.dense.get("iters")}, iters2: {self.dense.get("iters2")}')
-        fused = self.dense.get('fused_config')
-        if fused is not None:
-            if recipe != 'modalities' or self.dense.get('lidar_dropout'):
-                raise ValueError('`dense.fused_config` is the fused stage-2 training config of '
-                                 "`dense.recipe='modalities'`, in place of `lidar_dropout`: give it with that recipe "
-                                 'and without lidar_dropout')
-            if not (REPO / fused).is_file():
-                raise ValueError(f'`dense.fused_config` not found: {fused}')
+        if self.dense.get('fused_variant') is not None:
+            if recipe != 'modalities':
+                raise ValueError("`dense.fused_variant` is a fused stage 2 of `dense.recipe='modalities'`: give it "
+                                 'with that recipe')
+            fused_variant(self.dense['fused_variant'])
         if self.splits.keys() != {'val', 'test'}:
             raise ValueError(f'`splits` must define exactly val and test, but got {sorted(self.splits)}')
         if self.splits['val'] == self.splits['test']:
@@ -262,6 +260,18 @@ class Plan:
 
     def curve_methods(self) -> list[str]:
         return [m for m in self.methods if METHODS[m].needs_curves]
+
+
+def fused_variant(text: str) -> tuple[str, str]:
+    """``dense.fused_variant`` ``'NAME=CONFIG'`` -> (NAME, CONFIG): tools/compare_modalities.py's
+    ``--fused-variant``, whose stage-2 model (row ``lidar-camera_NAME``) is then the dense model."""
+    name, sep, config = str(text).partition('=')
+    if not sep or not re.fullmatch(r'[A-Za-z0-9.-]+', name):
+        raise ValueError(f'`dense.fused_variant` must be NAME=CONFIG (NAME of letters, digits, "." or "-"), but got '
+                         f'{text!r}')
+    if not (REPO / config).is_file():
+        raise ValueError(f'`dense.fused_variant` config not found: {config}')
+    return name, config
 
 
 RECIPES = ('modalities',)  # dense.recipe: how the dense model is trained when it is not one plain run
