@@ -403,8 +403,8 @@ FUSED_CONFIG = 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus_lidar-d
     (dict(RECIPE, recipe='twostage'), "`dense.recipe` must be None or one of \\['modalities'\\]"),
     (dict(RECIPE, iters2=0), 'needs iters \\(stage 1\\) and iters2 \\(stage 2\\) > 0'),
     (dict(iters=6, eval_every=2, fused_variant=f'a={FUSED_CONFIG}'), 'give it with that recipe'),
-    (dict(RECIPE, fused_variant=FUSED_CONFIG), '`dense.fused_variant` must be NAME=CONFIG'),
-    (dict(RECIPE, fused_variant='a=configs/demo/no_such.py'), 'config not found: configs/demo/no_such.py'),
+    (dict(RECIPE, fused_variant=FUSED_CONFIG), '`dense.fused_variant`: expected NAME=CONFIG'),
+    (dict(RECIPE, fused_variant='a=configs/demo/no_such.py'), "config of fused variant 'a' not found"),
 ])
 def test_dense_recipe_validation(dense, message):
     with pytest.raises(ValueError, match=message):

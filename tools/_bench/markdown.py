@@ -272,12 +272,12 @@ def render(meta: dict, fig: dict, plots: dict[str, str], related: list[dict] | N
     if d.get('modalities'):
         keys = ['NDS', 'mAP', 'mATE', 'mASE', 'mAOE']
         dense = plan.get('dense') or {}
-        name, _, config = (dense.get('fused_variant') or '').partition('=')
+        variant, _, config = (dense.get('fused_variant') or '').partition('=')
         out += ['', 'Trained by `tools/compare_modalities.py` (stage 2 starts the fused model from the LiDAR-only and '
                 'camera-only models of stage 1; every weight trained equally long'
                 + ('; the fused stage 2 with LiDAR dropout' if dense.get('lidar_dropout') else '') + '), val split'
-                + (f'; the dense model is the fused variant `lidar-camera_{name}` (stage 2 trained with `{config}`)'
-                   if name else '') + ':', '',
+                + (f'; the dense model is the fused variant `lidar-camera_{variant}` (stage 2 trained with `{config}`)'
+                   if variant else '') + ':', '',
                 '| model | ' + ' | '.join(keys) + ' |', '|---' * (len(keys) + 1) + '|',
                 *[f'| {name} | ' + ' | '.join(_metric(r, k) for k in keys) + ' |'
                   for name, r in d['modalities'].items()], '']

@@ -17,14 +17,11 @@ secondary='acc', keys=dict(mIoU='miou'))`` (mmdet3d's SegMetric).
 """
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .metrics import DEFAULT_METRICS, metric_problems, metric_value
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -265,13 +262,14 @@ class Plan:
 def fused_variant(text: str) -> tuple[str, str]:
     """``dense.fused_variant`` ``'NAME=CONFIG'`` -> (NAME, CONFIG): tools/compare_modalities.py's
     ``--fused-variant``, whose stage-2 model (row ``lidar-camera_NAME``) is then the dense model."""
-    name, sep, config = str(text).partition('=')
-    if not sep or not re.fullmatch(r'[A-Za-z0-9.-]+', name):
-        raise ValueError(f'`dense.fused_variant` must be NAME=CONFIG (NAME of letters, digits, "." or "-"), but got '
-                         f'{text!r}')
-    if not (REPO / config).is_file():
-        raise ValueError(f'`dense.fused_variant` config not found: {config}')
-    return name, config
+    import argparse
+
+    from compare_modalities import fused_variant as parse  # (tools/ is on the path of every _bench user)
+    try:
+        row, config = parse(str(text))
+    except argparse.ArgumentTypeError as e:
+        raise ValueError(f'`dense.fused_variant`: {e}') from None
+    return row.removeprefix('lidar-camera_'), config
 
 
 RECIPES = ('modalities',)  # dense.recipe: how the dense model is trained when it is not one plain run
