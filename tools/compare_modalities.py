@@ -50,9 +50,13 @@ def schedule_options(iters: int | None) -> list[str]:
     return [f'train_cfg.max_iters={iters}', f'param_scheduler.0.T_max={iters}', f'param_scheduler.0.end={iters}']
 
 
+def _is_config(config: str) -> bool:
+    return (Path(config) if Path(config).is_absolute() else REPO / config).is_file()
+
+
 def existing_config(config: str) -> str:
     """An argparse type: a config path (absolute or relative to the repository) that exists."""
-    if not (Path(config) if Path(config).is_absolute() else REPO / config).is_file():
+    if not _is_config(config):
         raise argparse.ArgumentTypeError(f'config not found: {config}')
     return config
 
@@ -63,10 +67,9 @@ def fused_variant(text: str) -> tuple[str, str]:
     name, sep, config = text.partition('=')
     if not sep or not re.fullmatch(r'[A-Za-z0-9.-]+', name):
         raise argparse.ArgumentTypeError(f'expected NAME=CONFIG with NAME of letters, digits, "." or "-": {text!r}')
-    try:
-        return f'lidar-camera_{name}', existing_config(config)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f'config of fused variant {name!r} not found: {config}') from None
+    if not _is_config(config):
+        raise argparse.ArgumentTypeError(f'config of fused variant {name!r} not found: {config}')
+    return f'lidar-camera_{name}', config
 
 
 def stage2_training_configs(lidar_dropout: bool, fused_config: str | None, fused_variants: dict[str, str]) -> dict:
