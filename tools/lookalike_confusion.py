@@ -119,13 +119,14 @@ def _ground_truth(dataset) -> dict:
     return out
 
 
-def _dump_predictions(cfg, checkpoint: str, out_file: str) -> None:
+def _dump_predictions(cfg, checkpoint: str, out_file: str) -> dict:
+    """Run the test loop with the config's metrics and ``DumpResults``; returns the metrics."""
     from mmengine.runner import Runner
     cfg.load_from = checkpoint
     evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
     cfg.test_evaluator = [*evaluators, dict(type='DumpResults', out_file_path=out_file)]
-    cfg.log_level = 'WARNING'  # the metric's figures still print; the environment dump does not
-    Runner.from_cfg(cfg).test()
+    cfg.log_level = 'WARNING'  # no environment dump; the metrics are printed below
+    return Runner.from_cfg(cfg).test()
 
 
 def main() -> None:
@@ -160,8 +161,12 @@ def main() -> None:
         classes = list(dataset.metainfo['classes'])
         pairs = parse_pairs(args.pairs, classes)
         dump = args.predictions or str(Path(tmp) / 'predictions.pkl')
+        metrics = {}
         if args.predictions is None:
-            _dump_predictions(cfg, args.checkpoint, dump)
+            metrics = {k: float(v) for k, v in _dump_predictions(cfg, args.checkpoint, dump).items()
+                       if isinstance(v, (int, float))}
+            headline = {k: v for k, v in metrics.items() if k.split('/')[-1] in ('NDS', 'mAP', 'mIoU')}
+            print('metrics: ' + ' '.join(f'{k} {v:.4f}' for k, v in (headline or metrics).items()))
         import mmengine
         gt_labels, matched = match_predictions(mmengine.load(dump), _ground_truth(dataset), args.radius,
                                                args.max_range)
@@ -172,7 +177,8 @@ def main() -> None:
     if args.out:
         Path(args.out).write_text(json.dumps(dict(config=args.config, checkpoint=args.checkpoint,
                                                   predictions=args.predictions, radius=args.radius,
-                                                  max_range=args.max_range, table=table), indent=1))
+                                                  max_range=args.max_range, metrics=metrics, table=table),
+                                             indent=1))
 
 
 if __name__ == '__main__':
