@@ -16,10 +16,11 @@ after a pretraining of the camera branch (BEVFusion starts it from pretrained im
 
 Every weight has trained for the same number of iterations in each stage-2 model (with ``--fused-camera-init
 stage2`` the fused model's camera branch has trained ``--iters2`` more; its LiDAR branch, the LiDAR-only reference's
-budget). Each is evaluated on the val split with nuscenes-devkit's metrics; ``<work-dir>/modalities.md`` and ``modalities.json`` hold the table. This is the
-check that the synthetic data needs both sensors. About 5 min per run on 2 quiet CPU cores; stages are cached,
-and a stage-2 training stopped midway resumes from its last kept checkpoint (``--checkpoint-interval``).
-With ``--checkpoint-interval`` every kept stage-2 checkpoint is evaluated too: the val curves (``curves`` in the json).
+budget). Each is evaluated on the val split with nuscenes-devkit's metrics; ``<work-dir>/modalities.md`` and
+``modalities.json`` hold the table. This is the check that the synthetic data needs both sensors. About 5 min per
+run on 2 quiet CPU cores; stages are cached, and a stage-2 training stopped midway resumes from its last kept
+checkpoint (``--checkpoint-interval``). With ``--checkpoint-interval`` every kept stage-2 checkpoint is evaluated
+too: the val curves (``curves`` in the json).
 ``--fused-config CONFIG`` trains the fused model's stage 2 with another training config (its row stays
 ``lidar-camera``); ``--fused-variant NAME=CONFIG`` (repeatable) trains the fused model's stage 2 once more with
 another training config, from the same init and schedule, evaluated like the others (row ``lidar-camera_NAME``): a
