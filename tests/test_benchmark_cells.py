@@ -405,8 +405,6 @@ FUSED_CONFIG = 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus_lidar-d
     (dict(iters=6, eval_every=2, fused_variant=f'a={FUSED_CONFIG}'), 'give it with that recipe'),
     (dict(RECIPE, fused_variant=FUSED_CONFIG), '`dense.fused_variant`: expected NAME=CONFIG'),
     (dict(RECIPE, fused_variant='a=configs/demo/no_such.py'), "config of fused variant 'a' not found"),
-    (dict(iters=6, eval_every=2, fused_camera_init='stage2'), 'fused_camera_init.*give it with that recipe'),
-    (dict(RECIPE, fused_camera_init='stage3'), "must be one of \\('stage1', 'stage2'\\), but got 'stage3'"),
 ])
 def test_dense_recipe_validation(dense, message):
     with pytest.raises(ValueError, match=message):
@@ -450,16 +448,6 @@ def test_dense_recipe_runs_compare_modalities_and_feeds_its_models_to_later_cell
     assert content['optim_wrapper']['paramwise_cfg']['custom_keys']['img_backbone']['lr_mult'] == 0.1
     assert chosen.key(Cell('dense_train'), {}) != ex.key(Cell('dense_train'), {})
     assert sorted(job['extra']['recipe_code']) == sorted(RECIPE_FILES)
-    # the fused stage 2's camera from the camera-only stage 2: passed on; the default adds nothing (same key)
-    later = RealExecutor(small_plan(config=demo, dense=dict(RECIPE, fused_camera_init='stage2'), robustness=refs),
-                         demo, tmp_path)
-    later.digest = ex.digest
-    assert later.recipe_args()[-2:] == ['--fused-camera-init', 'stage2']
-    assert later.key(Cell('dense_train'), {}) != ex.key(Cell('dense_train'), {})
-    default = RealExecutor(small_plan(config=demo, dense=dict(RECIPE, fused_camera_init='stage1'), robustness=refs),
-                           demo, tmp_path)
-    default.digest = ex.digest
-    assert default.key(Cell('dense_train'), {}) == ex.key(Cell('dense_train'), {})
     # the plan's synthetic train/val set is the recipe's (generated under one key by both)
     syn = dict(root='data/synth_x', num_train=7, num_val=3, test_root='data/t', test_seed=1, num_test=2)
     with_data = RealExecutor(small_plan(config=demo, dense=RECIPE, robustness=refs, synthetic=syn), demo, tmp_path)

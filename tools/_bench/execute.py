@@ -244,10 +244,7 @@ class RealExecutor:
                 '--img-pretrain-iters', str(int(d.get('img_pretrain_iters', 600))),
                 '--seed', str(int(d.get('seed', 0))), '--checkpoint-interval', str(int(d['eval_every'])),
                 '--jobs', str(int(d.get('jobs', 1))), *(['--lidar-dropout'] if d.get('lidar_dropout') else []),
-                *(['--fused-variant', d['fused_variant']] if d.get('fused_variant') else []),
-                # only when not the default: an older plan's arguments, and so its recipe stages, stay the same
-                *(['--fused-camera-init', d['fused_camera_init']]
-                  if d.get('fused_camera_init', 'stage1') != 'stage1' else []), *self._recipe_data()]
+                *(['--fused-variant', d['fused_variant']] if d.get('fused_variant') else []), *self._recipe_data()]
 
     def _recipe_data(self) -> list[str]:
         """The plan's synthetic train/val set for the recipe (generated there under the same key as the plan's)."""

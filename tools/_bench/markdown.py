@@ -273,11 +273,8 @@ def render(meta: dict, fig: dict, plots: dict[str, str], related: list[dict] | N
         keys = ['NDS', 'mAP', 'mATE', 'mASE', 'mAOE']
         dense = plan.get('dense') or {}
         variant, _, config = (dense.get('fused_variant') or '').partition('=')
-        camera_stage2 = dense.get('fused_camera_init', 'stage1') == 'stage2'
-        out += ['', 'Trained by `tools/compare_modalities.py` (stage 2 starts the fused model from the LiDAR-only '
-                + ('model of stage 1 and the camera-only model of stage 2, trained first; every LiDAR weight trained '
-                   'as long as the LiDAR-only model\'s' if camera_stage2 else
-                   'and camera-only models of stage 1; every weight trained equally long')
+        out += ['', 'Trained by `tools/compare_modalities.py` (stage 2 starts the fused model from the LiDAR-only and '
+                'camera-only models of stage 1; every weight trained equally long'
                 + ('; the fused stage 2 with LiDAR dropout' if dense.get('lidar_dropout') else '') + '), val split'
                 + (f'; the dense model is the fused variant `lidar-camera_{variant}` (stage 2 trained with `{config}`)'
                    if variant else '') + ':', '',

@@ -182,15 +182,6 @@ class Plan:
                 raise ValueError("`dense.fused_variant` is a fused stage 2 of `dense.recipe='modalities'`: give it "
                                  'with that recipe')
             fused_variant(self.dense['fused_variant'])
-        camera_init = self.dense.get('fused_camera_init', 'stage1')
-        if camera_init != 'stage1':
-            from compare_modalities import FUSED_CAMERA_INITS
-            if recipe != 'modalities':
-                raise ValueError("`dense.fused_camera_init` is an option of `dense.recipe='modalities'`: give it "
-                                 'with that recipe')
-            if camera_init not in FUSED_CAMERA_INITS:
-                raise ValueError(f'`dense.fused_camera_init` must be one of {FUSED_CAMERA_INITS}, but got '
-                                 f'{camera_init!r}')
         if self.splits.keys() != {'val', 'test'}:
             raise ValueError(f'`splits` must define exactly val and test, but got {sorted(self.splits)}')
         if self.splits['val'] == self.splits['test']:
