@@ -77,3 +77,27 @@ def test_fused_config_errors_before_anything_runs(extra, message, capsys):
         sys.argv = sys_argv
     assert message in capsys.readouterr().err
     assert not Path('/nonexistent/never-created').exists()
+
+
+def test_stage2_rounds_start_the_fused_models_after_the_single_sensor_ones_only_with_a_stage2_camera():
+    from compare_modalities import VARIANTS, stage2_rounds
+    configs = {**VARIANTS, 'lidar-camera_cam-lr0.1': CAM_LR}
+    assert stage2_rounds(configs, 'stage1') == [configs]
+    first, second = stage2_rounds(configs, 'stage2')
+    assert first == {'lidar': VARIANTS['lidar'], 'camera': VARIANTS['camera']}
+    assert second == {'lidar-camera': VARIANTS['lidar-camera'], 'lidar-camera_cam-lr0.1': CAM_LR}
+    with pytest.raises(ValueError, match="one of \\('stage1', 'stage2'\\)"):
+        stage2_rounds(configs, 'stage3')
+
+
+def test_fused_camera_init_is_checked_by_the_parser(capsys):
+    import compare_modalities
+    sys_argv, sys.argv = sys.argv, ['compare_modalities.py', '--work-dir', '/nonexistent/never-created',
+                                    '--fused-camera-init', 'stage3']
+    try:
+        with pytest.raises(SystemExit):
+            compare_modalities.main()
+    finally:
+        sys.argv = sys_argv
+    assert "invalid choice: 'stage3'" in capsys.readouterr().err
+    assert not Path('/nonexistent/never-created').exists()

@@ -10,12 +10,17 @@ after a pretraining of the camera branch (BEVFusion starts it from pretrained im
   stage 2  ``--iters2`` more iterations each: LiDAR-only and camera-only continue from their stage-1 checkpoints;
            the fused model starts from both stage-1 single-sensor checkpoints (tools/init_fused_from_single.py:
            the fuser's camera slice is zero, so it starts as the LiDAR-only model).
+           With ``--fused-camera-init stage2`` the fused models wait for the camera-only stage 2 and take their
+           camera branch from it instead: the camera-only model learns to tell the look-alike classes apart in its
+           stage 2 (tools/lookalike_confusion.py), and a fused model started before that never learns it.
 
-Every weight has trained for the same number of iterations in each stage-2 model. Each is evaluated on the val split
-with nuscenes-devkit's metrics; ``<work-dir>/modalities.md`` and ``modalities.json`` hold the table. This is the
-check that the synthetic data needs both sensors. About 5 min per run on 2 quiet CPU cores; stages are cached,
-and a stage-2 training stopped midway resumes from its last kept checkpoint (``--checkpoint-interval``).
-With ``--checkpoint-interval`` every kept stage-2 checkpoint is evaluated too: the val curves (``curves`` in the json).
+Every weight has trained for the same number of iterations in each stage-2 model (with ``--fused-camera-init
+stage2`` the fused model's camera branch has trained ``--iters2`` more; its LiDAR branch, the LiDAR-only reference's
+budget). Each is evaluated on the val split with nuscenes-devkit's metrics; ``<work-dir>/modalities.md`` and
+``modalities.json`` hold the table. This is the check that the synthetic data needs both sensors. About 5 min per
+run on 2 quiet CPU cores; stages are cached, and a stage-2 training stopped midway resumes from its last kept
+checkpoint (``--checkpoint-interval``). With ``--checkpoint-interval`` every kept stage-2 checkpoint is evaluated
+too: the val curves (``curves`` in the json).
 ``--fused-config CONFIG`` trains the fused model's stage 2 with another training config (its row stays
 ``lidar-camera``); ``--fused-variant NAME=CONFIG`` (repeatable) trains the fused model's stage 2 once more with
 another training config, from the same init and schedule, evaluated like the others (row ``lidar-camera_NAME``): a
@@ -40,6 +45,8 @@ VARIANTS = {
 # stage 2 of the fused model with ``--lidar-dropout``: the same model and test pipeline, a quarter of the training
 # samples without LiDAR (without it the fused model ignores its camera: NDS 0.000 with the LiDAR absent)
 LIDAR_DROPOUT = 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus_lidar-dropout.py'
+SINGLE_SENSOR = ('lidar', 'camera')
+FUSED_CAMERA_INITS = ('stage1', 'stage2')  # where the fused stage 2 takes its camera branch from
 KEYS = ['NDS', 'mAP', 'mATE', 'mASE', 'mAOE', 'mAVE', 'mAAE']
 
 
@@ -80,6 +87,18 @@ def stage2_training_configs(lidar_dropout: bool, fused_config: str | None, fused
         raise ValueError('--lidar-dropout and --fused-config both name the fused stage-2 config: give one')
     fused = fused_config or (LIDAR_DROPOUT if lidar_dropout else VARIANTS['lidar-camera'])
     return {**VARIANTS, 'lidar-camera': fused, **fused_variants}
+
+
+def stage2_rounds(configs: dict[str, str], fused_camera_init: str) -> list[dict[str, str]]:
+    """The stage-2 trainings of ``configs`` in rounds that run one after another: one round when the fused models
+    start from the stage-1 camera-only checkpoint; the single-sensor models first, then the fused ones, when they
+    start from the stage-2 one (``fused_camera_init`` 'stage2')."""
+    if fused_camera_init not in FUSED_CAMERA_INITS:
+        raise ValueError(f'fused_camera_init must be one of {FUSED_CAMERA_INITS}, got {fused_camera_init!r}')
+    if fused_camera_init == 'stage1':
+        return [dict(configs)]
+    singles = {name: config for name, config in configs.items() if name in SINGLE_SENSOR}
+    return [singles, {name: config for name, config in configs.items() if name not in singles}]
 
 
 def stage2_trainings(out: Path, configs: dict[str, str], starts: dict[str, Path], options: list[str]) -> dict:
@@ -133,6 +152,9 @@ def main() -> None:
     parser.add_argument('--fused-variant', type=fused_variant, action='append', default=[], metavar='NAME=CONFIG',
                         help='also train the fused model\'s stage 2 with CONFIG from the same init and schedule '
                              '(row lidar-camera_NAME; repeatable)')
+    parser.add_argument('--fused-camera-init', choices=FUSED_CAMERA_INITS, default='stage1',
+                        help='the fused stage 2 starts its camera branch from the camera-only model after stage 1 '
+                             '(default), or after stage 2 (the fused models then train after the single-sensor ones)')
     parser.add_argument('--fused-stage1', action='store_true',
                         help='also train the fused model in stage 1 when stage 2 runs (its stage-1 row)')
     args = parser.parse_args()
@@ -165,19 +187,23 @@ def main() -> None:
     for name in stage1:
         results[f'{name} (stage 1)'] = evaluate(name, VARIANTS[name], ckpts[name], out, *test_options)
     if iters2 != 0:
-        fused_init = out / 'stage2_fused_init.pth'
-        run_cached('stage 2: fused init from the single-sensor checkpoints',
-                   ['tools/init_fused_from_single.py', VARIANTS['lidar-camera'], '--lidar', str(ckpts['lidar']),
-                    '--camera', str(ckpts['camera']), '--out', str(fused_init)], out / 'stage2_fused_init.log',
-                   fused_init)
-        starts = {'lidar-camera': fused_init, 'lidar': ckpts['lidar'], 'camera': ckpts['camera'],
-                  **{name: fused_init for name in fused_variants}}
         every = [] if args.checkpoint_interval is None else [
             f'default_hooks.checkpoint.interval={args.checkpoint_interval}',
             'default_hooks.checkpoint.max_keep_ckpts=-1']
         stage2_configs = stage2_training_configs(args.lidar_dropout, args.fused_config, fused_variants)
-        stage2 = train_many(stage2_trainings(out, stage2_configs, starts,
-                                             [*common, *schedule_options(iters2), *every]), args.jobs)
+        options = [*common, *schedule_options(iters2), *every]
+        starts, stage2 = {'lidar': ckpts['lidar'], 'camera': ckpts['camera']}, {}
+        for round_configs in stage2_rounds(stage2_configs, args.fused_camera_init):
+            if any(name not in SINGLE_SENSOR for name in round_configs):
+                camera = stage2['camera'] if args.fused_camera_init == 'stage2' else ckpts['camera']
+                fused_init = out / 'stage2_fused_init.pth'
+                run_cached(f'stage 2: fused init from the LiDAR-only stage-1 and the camera-only '
+                           f'{args.fused_camera_init.replace("stage", "stage-")} checkpoints',
+                           ['tools/init_fused_from_single.py', VARIANTS['lidar-camera'], '--lidar',
+                            str(ckpts['lidar']), '--camera', str(camera), '--out', str(fused_init)],
+                           out / 'stage2_fused_init.log', fused_init)
+                starts.update({name: fused_init for name in round_configs if name not in SINGLE_SENSOR})
+            stage2.update(train_many(stage2_trainings(out, round_configs, starts, options), args.jobs))
         for name, config in test_configs.items():
             results[f'{name} (stage 2)'] = evaluate(f'stage2_{name}', config, stage2[name], out, *test_options)
         ckpts.update({f'stage2_{name}': ckpt for name, ckpt in stage2.items()})
@@ -198,6 +224,7 @@ def main() -> None:
                                                      'lidar_dropout': args.lidar_dropout,
                                                      'fused_config': args.fused_config,
                                                      'fused_variants': fused_variants,
+                                                     'fused_camera_init': args.fused_camera_init,
                                                      'stage2_configs': stage2_configs if iters2 != 0 else {},
                                                      'checkpoints': {k: repo_relative(v) for k, v in ckpts.items()},
                                                      'curves': {name: {str(it): r for it, r in curve.items()}
