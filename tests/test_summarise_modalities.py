@@ -111,3 +111,47 @@ def test_fused_variants_get_their_own_gap(tmp_path):
            '**not met**' in text
     assert '- lidar-camera_cam-lr0.1 - LiDAR-only NDS +0.035 ± 0.005 (per seed +0.040 / +0.030 / +0.035), ' \
            'target >= +0.03: **met**' in text
+
+
+def _data(root: Path, files: dict) -> str:
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return str(root)
+
+
+def _two_runs_on(tmp_path, root_a: str, root_b: str) -> list[str]:
+    first = _run(tmp_path, 0, 0.4, 0.4, 0.2)
+    run = json.loads((first / 'modalities.json').read_text())
+    (first / 'modalities.json').write_text(json.dumps(dict(run, data_root=root_a)))
+    other = tmp_path / 'other'
+    other.mkdir()
+    (other / 'modalities.json').write_text(json.dumps(dict(run, seed=1, data_root=root_b)))
+    return [str(first), str(other)]
+
+
+def test_two_data_roots_with_the_same_bytes_are_one_data_set(tmp_path):
+    """The same set generated in two places (their stage keys name the places): accepted, both roots named."""
+    files = {'nuscenes_infos_val.pkl': b'val', 'samples/LIDAR_TOP/a.bin': b'\x00\x01'}
+    a = _data(tmp_path / 'a', {**files, summarise_modalities.KEY_NAME: b'key of the command that wrote a'})
+    b = _data(tmp_path / 'b', {**files, summarise_modalities.KEY_NAME: b'key of the command that wrote b'})
+    summary = summarise_modalities.main(_two_runs_on(tmp_path, a, b))
+    assert summary['settings']['data_root'] == sorted([a, b])
+
+
+@pytest.mark.parametrize('other_files', [
+    {'nuscenes_infos_val.pkl': b'val', 'samples/LIDAR_TOP/a.bin': b'\x00\x02'},  # one byte differs
+    {'nuscenes_infos_val.pkl': b'val', 'samples/LIDAR_TOP/b.bin': b'\x00\x01'},  # same bytes, another name
+    {'nuscenes_infos_val.pkl': b'val'},  # a file less
+])
+def test_data_roots_that_differ_in_any_file_are_refused(tmp_path, other_files):
+    a = _data(tmp_path / 'a', {'nuscenes_infos_val.pkl': b'val', 'samples/LIDAR_TOP/a.bin': b'\x00\x01'})
+    b = _data(tmp_path / 'b', other_files)
+    with pytest.raises(SystemExit, match="differ in 'data_root'"):
+        summarise_modalities.main(_two_runs_on(tmp_path, a, b))
+
+
+def test_a_data_root_that_is_not_here_cannot_be_compared(tmp_path):
+    a = _data(tmp_path / 'a', {'x': b'1'})
+    with pytest.raises(SystemExit, match='is not here to compare by content'):
+        summarise_modalities.main(_two_runs_on(tmp_path, a, str(tmp_path / 'gone')))

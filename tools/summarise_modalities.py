@@ -1,9 +1,10 @@
 """Mean ± std over seeds of tools/compare_modalities.py runs, and the benchmark issue's two targets.
 
 Each run (one seed) leaves ``<work-dir>/modalities.json``. This reads several, checks that they differ only in the
-seed (same schedule, pretraining, dropout and data), and writes one table: every model's NDS and mAP per seed and
-mean ± sample std, then the targets of the dense model (issue 9): camera-only NDS >= 0.15 and fused >= LiDAR-only +
-0.03, both as means over the seeds, with the fused - LiDAR-only difference per seed beside them.
+seed (same schedule, pretraining, dropout and data; two data roots count as the same data when their files are
+byte for byte the same), and writes one table: every model's NDS and mAP per seed and mean ± sample std, then
+the targets of the dense model (issue 9): camera-only NDS >= 0.15 and fused >= LiDAR-only + 0.03, both as means over
+the seeds, with the fused - LiDAR-only difference per seed beside them.
 
     .venv/bin/python tools/summarise_modalities.py work_dirs/modalities_seed0 work_dirs/modalities_seed1 ...
         [--out docs/modalities]   (writes modalities_seeds.md and modalities_seeds.json there)
@@ -11,13 +12,14 @@ mean ± sample std, then the targets of the dense model (issue 9): camera-only N
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench.stats import Summary, format_mean_std, summarize  # noqa: E402
-from _stages import metric  # noqa: E402
+from _stages import KEY_NAME, REPO, metric  # noqa: E402
 
 # what must agree between the runs for their mean to mean anything
 SAME = ('iters', 'iters2', 'img_pretrain_iters', 'lidar_dropout', 'data_root', 'configs', 'stage2_configs')
@@ -40,12 +42,36 @@ def load_runs(work_dirs: list[Path]) -> list[dict]:
         raise SystemExit(f'each run must have its own seed, but got seeds: {seeds}')
     for key in SAME:
         values = {json.dumps(run.get(key), sort_keys=True) for run in runs}
-        if len(values) > 1:
+        if len(values) > 1 and not (key == 'data_root' and same_data(sorted({run[key] for run in runs}))):
             raise SystemExit(f'the runs differ in {key!r} ({sorted(values)}), not only in the seed')
     rows = [list(run['results']) for run in runs]
     if any(r != rows[0] for r in rows):
         raise SystemExit(f'the runs have different models: {rows}')
     return sorted(runs, key=lambda run: run['seed'])
+
+
+def tree_digest(root: Path) -> str:
+    """SHA-1 over the relative paths and bytes of every file below ``root``, in sorted order, but for the stage key
+    that records the command which wrote them (it names the output folder)."""
+    sha = hashlib.sha1()
+    for path in sorted(p for p in root.rglob('*') if p.is_file() and p.name != KEY_NAME):
+        sha.update(str(path.relative_to(root)).encode() + b'\0')
+        with open(path, 'rb') as f:
+            for chunk in iter(lambda: f.read(1 << 20), b''):
+                sha.update(chunk)
+    return sha.hexdigest()
+
+
+def same_data(roots: list[str]) -> bool:
+    """True when the runs' data roots (relative ones below the repository, as compare_modalities records them) hold
+    the same files byte for byte: one data set generated twice in two places. A root that is not here cannot be
+    compared: one clear error."""
+    paths = [Path(r) if Path(r).is_absolute() else REPO / r for r in roots]
+    missing = [str(p) for p in paths if not p.is_dir()]
+    if missing:
+        raise SystemExit(f'the runs differ in \'data_root\' ({roots}) and {missing} is not here to compare by '
+                         'content')
+    return len({tree_digest(p) for p in paths}) == 1
 
 
 def _target(per_seed: list[float], target: float) -> dict:
@@ -74,8 +100,12 @@ def summarise(runs: list[dict]) -> dict:
     targets = dict(camera_nds=_target(nds['camera'], TARGETS['camera_nds']),
                    fused_minus_lidar_nds=_target(gaps['lidar-camera'], gap_target),
                    fused_variants_minus_lidar_nds={m: _target(gaps[m], gap_target) for m in fused[1:]})
-    return dict(seeds=[run['seed'] for run in runs], stage=stage,
-                settings={key: runs[0].get(key) for key in SAME}, models=models, targets=targets)
+    settings = {key: runs[0].get(key) for key in SAME}
+    roots = sorted({run.get('data_root') for run in runs})
+    if len(roots) > 1:  # checked equal by content in load_runs
+        settings['data_root'] = roots
+    return dict(seeds=[run['seed'] for run in runs], stage=stage, settings=settings, models=models,
+                targets=targets)
 
 
 def _verdict(target: dict) -> str:
