@@ -13,6 +13,19 @@ from compare_modalities import LIDAR_DROPOUT, fused_variant, stage2_trainings  #
 CAM_LR = 'configs/demo/bevfusion-lite_tiny_8xb2-demo_synthetic-nus_lidar-dropout_cam-lr0.1.py'
 
 
+def _errors_before_anything_runs(extra: list[str], capsys) -> str:
+    """Run the tool's main with ``extra`` arguments; it must exit before creating its work dir. Returns stderr."""
+    import compare_modalities
+    sys_argv, sys.argv = sys.argv, ['compare_modalities.py', '--work-dir', '/nonexistent/never-created', *extra]
+    try:
+        with pytest.raises(SystemExit):
+            compare_modalities.main()
+    finally:
+        sys.argv = sys_argv
+    assert not Path('/nonexistent/never-created').exists()
+    return capsys.readouterr().err
+
+
 def test_fused_variant_parses_name_and_config():
     assert fused_variant(f'cam-lr0.1={CAM_LR}') == ('lidar-camera_cam-lr0.1', CAM_LR)
 
@@ -39,17 +52,8 @@ def test_variant_trains_like_the_fused_model_but_for_its_config(tmp_path):
 
 
 def test_repeated_variant_names_are_one_error(capsys):
-    import compare_modalities
-    argv = ['compare_modalities.py', '--work-dir', '/nonexistent/never-created',
-            '--fused-variant', f'a={CAM_LR}', '--fused-variant', f'a={LIDAR_DROPOUT}']
-    sys_argv, sys.argv = sys.argv, argv
-    try:
-        with pytest.raises(SystemExit):
-            compare_modalities.main()
-    finally:
-        sys.argv = sys_argv
-    assert 'names repeat' in capsys.readouterr().err
-    assert not Path('/nonexistent/never-created').exists()
+    extra = ['--fused-variant', f'a={CAM_LR}', '--fused-variant', f'a={LIDAR_DROPOUT}']
+    assert 'names repeat' in _errors_before_anything_runs(extra, capsys)
 
 
 def test_stage2_training_configs_pick_the_fused_recipe():
@@ -68,15 +72,7 @@ def test_stage2_training_configs_pick_the_fused_recipe():
     (['--fused-config', 'configs/demo/no_such_config.py'], 'config not found'),
 ])
 def test_fused_config_errors_before_anything_runs(extra, message, capsys):
-    import compare_modalities
-    sys_argv, sys.argv = sys.argv, ['compare_modalities.py', '--work-dir', '/nonexistent/never-created', *extra]
-    try:
-        with pytest.raises(SystemExit):
-            compare_modalities.main()
-    finally:
-        sys.argv = sys_argv
-    assert message in capsys.readouterr().err
-    assert not Path('/nonexistent/never-created').exists()
+    assert message in _errors_before_anything_runs(extra, capsys)
 
 
 def test_stage2_rounds_start_the_fused_models_after_the_single_sensor_ones_only_with_a_stage2_camera():
@@ -91,13 +87,4 @@ def test_stage2_rounds_start_the_fused_models_after_the_single_sensor_ones_only_
 
 
 def test_fused_camera_init_is_checked_by_the_parser(capsys):
-    import compare_modalities
-    sys_argv, sys.argv = sys.argv, ['compare_modalities.py', '--work-dir', '/nonexistent/never-created',
-                                    '--fused-camera-init', 'stage3']
-    try:
-        with pytest.raises(SystemExit):
-            compare_modalities.main()
-    finally:
-        sys.argv = sys_argv
-    assert "invalid choice: 'stage3'" in capsys.readouterr().err
-    assert not Path('/nonexistent/never-created').exists()
+    assert "invalid choice: 'stage3'" in _errors_before_anything_runs(['--fused-camera-init', 'stage3'], capsys)
