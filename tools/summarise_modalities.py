@@ -12,7 +12,6 @@ the seeds, with the fused - LiDAR-only difference per seed beside them.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -51,15 +50,11 @@ def load_runs(work_dirs: list[Path]) -> list[dict]:
 
 
 def tree_digest(root: Path) -> str:
-    """SHA-1 over the relative paths and bytes of every file below ``root``, in sorted order, but for the stage key
-    that records the command which wrote them (it names the output folder)."""
-    sha = hashlib.sha1()
-    for path in sorted(p for p in root.rglob('*') if p.is_file() and p.name != KEY_NAME):
-        sha.update(str(path.relative_to(root)).encode() + b'\0')
-        with open(path, 'rb') as f:
-            for chunk in iter(lambda: f.read(1 << 20), b''):
-                sha.update(chunk)
-    return sha.hexdigest()
+    """Digest (the plugin's fingerprint) of the relative paths and bytes of every file below ``root``, but for the
+    stage key that records the command which wrote them (it names the output folder)."""
+    from mmprune4u_plugin.fingerprint import content_digest, file_digest
+    return content_digest({str(p.relative_to(root)): file_digest(p) for p in root.rglob('*')
+                           if p.is_file() and p.name != KEY_NAME})
 
 
 def same_data(roots: list[str]) -> bool:
