@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools'))
-from lookalike_confusion import MISSED, confusion_table, match_predictions, nearest_labels, parse_pairs  # noqa: E402
+from lookalike_confusion import (MISSED, confusion_table, match_predictions, nearest_labels, parse_pairs,  # noqa: E402
+                                 swap_rates)
 
 CLASSES = ['car', 'truck', 'construction_vehicle', 'motorcycle', 'bicycle']
 
@@ -69,3 +70,13 @@ def test_match_predictions_leaves_out_far_objects_and_refuses_unknown_samples():
         match_predictions([dict(pred[0], sample_idx=8)], gt, 2.0, 50.0)
     with pytest.raises(ValueError, match='no predictions'):
         match_predictions([], gt, 2.0, 50.0)
+
+
+def test_swap_rate_pools_both_classes_of_a_pair():
+    """Motorcycles: 2 as themselves, 1 as bicycle; bicycles: 1 as motorcycle, 0 as themselves -> 2 swapped of the
+    4 labelled within the pair = 0.5. Trucks and CVs: none labelled within the pair -> None."""
+    gt = np.array([3, 3, 3, 3, 4, 4])
+    matched = np.array([3, 3, 4, MISSED, 3, 0])
+    pairs = [('truck', 'construction_vehicle'), ('motorcycle', 'bicycle')]
+    rates = swap_rates(confusion_table(gt, matched, CLASSES, pairs), pairs)
+    assert rates == {'truck / construction_vehicle': None, 'motorcycle / bicycle': 0.5}

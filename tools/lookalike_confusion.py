@@ -79,6 +79,17 @@ def confusion_table(gt_labels: np.ndarray, matched: np.ndarray, classes: Sequenc
     return table
 
 
+def swap_rates(table: dict[str, dict], pairs: Sequence[tuple[str, str]]) -> dict[str, float | None]:
+    """Per pair ``'a / b'``: of the pair's objects labelled as either class of the pair, the share labelled as the
+    other one (0: the pair is told apart; ~0.5: chance). None when no object got a label of the pair."""
+    out = {}
+    for a, b in pairs:
+        own = sum(table[c]['own'] * table[c]['n'] for c in (a, b))
+        swapped = sum(table[c]['partner'] * table[c]['n'] for c in (a, b))
+        out[f'{a} / {b}'] = swapped / (own + swapped) if own + swapped else None
+    return out
+
+
 def match_predictions(predictions: list, ground_truth: dict, radius: float,
                       max_range: float) -> tuple[np.ndarray, np.ndarray]:
     """Ground-truth labels and matched predicted labels over all samples. ``predictions``: DumpResults entries (dicts
@@ -174,10 +185,14 @@ def main() -> None:
     print(f'Labels of the look-alike objects within {args.max_range:g} m (best prediction within '
           f'{args.radius:g} m):')
     print(format_table(table))
+    swaps = swap_rates(table, pairs)
+    print('Swap rate (share of a pair\'s objects labelled within the pair that got the partner\'s label): ' +
+          '; '.join(f'{k} {"-" if v is None else f"{v:.2f}"}' for k, v in swaps.items()))
     if args.out:
         Path(args.out).write_text(json.dumps(dict(config=args.config, checkpoint=args.checkpoint,
                                                   predictions=args.predictions, radius=args.radius,
-                                                  max_range=args.max_range, metrics=metrics, table=table),
+                                                  max_range=args.max_range, metrics=metrics, table=table,
+                                                  swap_rates=swaps),
                                              indent=1))
 
 
