@@ -50,12 +50,50 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--report-only', action='store_true', help='rebuild the report from the json, run nothing')
     parser.add_argument('--report-partial', action='store_true',
                         help='report the cells that have run (fresh keys only), run nothing: while a run is under way')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='processes running cells at once on this work dir (each claims a cell before running '
+                             'it; with OMP_NUM_THREADS=1, --jobs 2 uses both cores of a 2-core machine)')
+    parser.add_argument('--worker', action='store_true',
+                        help='run as one of --jobs\' helper processes: run cells, write no report')
     parser.add_argument('--keep-checkpoints', action='store_true', help='keep pruned / finetuned checkpoints')
     parser.add_argument('--ignore-published', action='store_true',
                         help='do not reuse the cells of the json already at the --docs path (by default a cell with '
                              'the same key is taken from there when the work dir has none: a run resumed on another '
                              'machine or in a fresh clone)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f'--jobs must be at least 1, got {args.jobs}')
+    if (args.jobs > 1 or args.worker) and (args.report_only or args.report_partial):
+        parser.error('--jobs / --worker run cells; --report-only and --report-partial run none')
+    return args
+
+
+def worker_argv(argv: list[str]) -> list[str]:
+    """A helper process's arguments: the main process's, without --jobs, with --worker."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == '--jobs':
+            skip = True
+            continue
+        if not arg.startswith('--jobs='):
+            out.append(arg)
+    return [*out, '--worker']
+
+
+def start_workers(jobs: int, argv: list[str], logs: Path) -> list:
+    """``jobs - 1`` helper processes of this command, each logging to ``<logs>/worker<i>.log``."""
+    import subprocess
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for i in range(1, jobs):
+        with open(logs / f'worker{i}.log', 'w') as log:
+            procs.append(subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *worker_argv(argv)],
+                                          cwd=REPO, stdout=log, stderr=subprocess.STDOUT))
+        print(f'[benchmark] helper process {procs[-1].pid} started: log {logs / f"worker{i}.log"}', flush=True)
+    return procs
 
 
 def resolve(obj, mapping: dict):
@@ -220,15 +258,26 @@ def main(argv=None) -> None:
     ensure_data(plan, work)
     from _bench.cells import CellStore, Progress, run_cells
     from _bench.execute import RealExecutor
+    from _bench.workers import Claims, prerequisites
     executor = RealExecutor(plan, args.config or plan.config, work, checkpoint=args.checkpoint,
                             keep_checkpoints=args.keep_checkpoints)
     cells = expand(plan, train_dense=args.checkpoint is None)
     published = docs.with_suffix('.json')
     published = read_published(published)['cells'] if published.is_file() and not args.ignore_published else {}
     store = CellStore(work, published)
-    print(f'[benchmark] {len(cells)} cells; work dir {work}', flush=True)
-    progress = Progress(cells, store, default_seconds(plan), timing=plan.timing_class, metrics=plan.metrics)
-    results = run_cells(cells, store, executor, progress, run=not args.report_partial)
+    print(f'[benchmark] {len(cells)} cells; work dir {work}' + (' (helper process)' if args.worker else ''),
+          flush=True)
+    shared = args.jobs > 1 or args.worker
+    helpers = start_workers(args.jobs, list(argv_shown), work / 'logs') if args.jobs > 1 else []
+    progress = Progress(cells, store, default_seconds(plan), timing=plan.timing_class, metrics=plan.metrics,
+                        workers=args.jobs)
+    results = run_cells(cells, store, executor, progress, run=not args.report_partial,
+                        claims=Claims(work) if shared else None, needs=prerequisites if shared else None)
+    for proc in helpers:
+        if proc.wait() != 0:
+            print(f'[benchmark] helper process {proc.pid} exited with {proc.returncode}', flush=True)
+    if args.worker:
+        return
     meta.update(hours=(time.time() - start) / 3600,
                 cell_hours=sum(r.get('seconds', 0) for r in results.values()) / 3600)
     json_path = write_outputs(meta, results, plan, docs, plan.related)

@@ -91,15 +91,18 @@ class Progress:
     run, else the duration recorded in the cell's previous result, else ``defaults[class]`` (else ``defaults[kind]``).
     The class is ``timing(cell)``, by default the kind (the benchmark's plan separates the cells that also evaluate
     under corruption, which take several evaluations longer). A finished cell's line shows its primary and secondary
-    metric (``metrics``: the plan's; NDS and mAP by default). A cell with a stored result
+    metric (``metrics``: the plan's; NDS and mAP by default). With ``workers`` processes sharing the cells, the
+    ETA is the sum over ``workers``. A cell with a stored result
     counts with the share of stored results that turned out stale so far in this run (none seen yet: free), since
     whether it is reused is known only once the cells before it have run.
     """
 
     def __init__(self, cells: Sequence[Cell], store: CellStore, defaults: dict[str, float],
                  write: Callable[[str], None] | None = None, clock: Callable[[], float] = time.time,
-                 timing: Callable[[Cell], str] | None = None, metrics: dict | None = None) -> None:
+                 timing: Callable[[Cell], str] | None = None, metrics: dict | None = None,
+                 workers: int = 1) -> None:
         self.cells, self.store, self.defaults = list(cells), store, dict(defaults)
+        self.workers = max(1, int(workers))  # processes sharing the cells (--jobs): the ETA divides by them
         self.metrics = dict(metrics or DEFAULT_METRICS)
         self.timing = timing or (lambda cell: cell.kind)
         self.write = write or (lambda line: print(line, flush=True))
@@ -125,7 +128,7 @@ class Progress:
             self.stored_stale += seconds is not None  # it ran again
         if seconds is not None:
             self.durations.setdefault(self.timing(cell), []).append(seconds)
-        remaining = sum(self.estimate(c) for c in self.cells[index + 1:])
+        remaining = sum(self.estimate(c) for c in self.cells[index + 1:]) / self.workers
         self.write(f'[bench {index + 1}/{len(self.cells)}] {cell.label}: {message} | elapsed '
                    f'{fmt_duration(self.clock() - self.start)}, ETA {fmt_duration(remaining)}')
 
@@ -139,53 +142,106 @@ def fmt_duration(seconds: float) -> str:
 
 
 def run_cells(cells: Sequence[Cell], store: CellStore, executor: Executor, progress: Progress,
-              clock: Callable[[], float] = time.time, *, run: bool = True) -> dict[str, dict]:
-    """Run (or reuse) every cell in order; returns ``{cell id: record}`` of all cells, failed ones included.
-    ``run=False``: reuse only (a partial report while a run is under way): a cell without a fresh stored result is
-    recorded as ``missing``."""
+              clock: Callable[[], float] = time.time, *, run: bool = True, claims=None,
+              needs: Callable[[Cell, list[Cell]], set[str] | None] | None = None) -> dict[str, dict]:
+    """Run (or reuse) every cell in order; returns ``{cell id: record}`` of all cells in their order, failed ones
+    included. ``run=False``: reuse only (a partial report while a run is under way): a cell without a fresh stored
+    result is recorded as ``missing``.
+
+    ``claims`` (a :class:`~.workers.Claims`): other processes run cells of the same work dir at the same time. A cell
+    another live process has claimed is left to it and its stored result taken later: before a cell whose
+    ``needs(cell, cells)`` names it (None: every such cell), before retrying a cell whose key raised
+    :class:`MissingInput`, and at the end. A claimer that died without a result leaves the cell to this process."""
+    cells = list(cells)
     results: dict[str, dict] = {}
-    for index, cell in enumerate(cells):
+    pending: dict[str, tuple[int, Cell, str]] = {}  # claimed by another process: (index, cell, key)
+
+    def settle(ids: set[str] | None) -> None:
+        for cell_id in [i for i in pending if ids is None or i in ids]:
+            index, cell, key = pending.pop(cell_id)
+            claims.wait(cell)
+            record = store.load_local(cell)
+            if record is not None and record.get('key') == key and record.get('status') in ('done', 'failed'):
+                results[cell_id] = record
+                outcome = ('done' + _headline(record.get('result'), progress.metrics) if record['status'] == 'done'
+                           else f'FAILED: {record.get("error")}')
+                progress.report(index, cell, f'run by another process: {outcome}', record.get('seconds'))
+            else:  # its claimer died before storing it
+                one(index, cell)
+
+    def one(index: int, cell: Cell) -> None:
         try:
             key = executor.key(cell, results)
         except MissingInput as err:
+            if pending:  # what it needs may be one of them
+                settle(None)
+                return one(index, cell)
             results[cell.id] = dict(status='failed' if run else 'missing', cell=cell.spec(), error=f'not run: {err}')
             if run:
                 progress.report(index, cell, f'not run ({err})')
-            continue
+            return
         record, source = store.fresh(cell, key)
         if record is not None and not getattr(executor, 'valid', lambda c, r: True)(cell, record):
             record = None  # its outputs were deleted (or were on another machine): run it again
+        if record is None and run and claims is not None:
+            holder = claims.acquire(cell)
+            if holder is not None:
+                pending[cell.id] = (index, cell, key)
+                progress.write(f'[bench {index + 1}/{len(cells)}] {cell.label}: claimed by process {holder}, '
+                               'its result is taken when needed')
+                return
+            record, source = store.fresh(cell, key)  # stored by another process since the first look
+            if record is not None:
+                claims.release(cell)
         if record is not None:
             results[cell.id] = record
             progress.report(index, cell, f'cached in the {source} (key {key[:12]} matches), skipped')
-            continue
+            return
         if not run:
             results[cell.id] = dict(status='missing', cell=cell.spec(), error='not run yet')
-            continue
-        folder = store.folder(cell)
-        stale = folder.exists()
-        shutil.rmtree(folder, ignore_errors=True)  # a stale or failed cell's files must not be picked up
-        folder.mkdir(parents=True)
-        start = clock()
+            return
         try:
-            result = executor.run(cell, folder, results)
-            seconds = clock() - start
-            record = dict(status='done', key=key, cell=cell.spec(), seconds=round(seconds, 1), result=result,
-                          finished=time.strftime('%Y-%m-%d %H:%M:%S'))
-            store.save(cell, record)
-            progress.report(index, cell, ('re-ran (stale) ' if stale else '') + f'done in {fmt_duration(seconds)}'
-                            + _headline(result, progress.metrics), seconds)
-        except Exception as err:  # noqa: BLE001 (one failed cell must not lose the others)
-            seconds = clock() - start
-            (folder / 'error.txt').write_text(traceback.format_exc())
-            record = dict(status='failed', key=key, cell=cell.spec(), seconds=round(seconds, 1),
-                          error=f'{type(err).__name__}: {err}')
-            store.save(cell, record)
-            progress.report(index, cell, f'FAILED after {fmt_duration(seconds)}: {record["error"]} '
-                            f'(traceback: {folder / "error.txt"})', seconds)
-            print(traceback.format_exc(), file=sys.stderr, flush=True)
-        results[cell.id] = record
-    return results
+            results[cell.id] = _run_one(index, cell, key, store, executor, progress, clock, results)
+        finally:
+            if claims is not None:
+                claims.release(cell)
+
+    for index, cell in enumerate(cells):
+        if pending and needs is not None:
+            settle(needs(cell, cells))
+        one(index, cell)
+    if pending:
+        settle(None)
+    return {cell.id: results[cell.id] for cell in cells}
+
+
+def _run_one(index: int, cell: Cell, key: str, store: CellStore, executor: Executor, progress: Progress,
+             clock: Callable[[], float], results: dict[str, dict]) -> dict:
+    """Run one cell in a clean folder and store its record (failed: with the traceback beside it; the run goes
+    on)."""
+    folder = store.folder(cell)
+    stale = folder.exists()
+    shutil.rmtree(folder, ignore_errors=True)  # a stale or failed cell's files must not be picked up
+    folder.mkdir(parents=True)
+    start = clock()
+    try:
+        result = executor.run(cell, folder, results)
+        seconds = clock() - start
+        record = dict(status='done', key=key, cell=cell.spec(), seconds=round(seconds, 1), result=result,
+                      finished=time.strftime('%Y-%m-%d %H:%M:%S'))
+        store.save(cell, record)
+        progress.report(index, cell, ('re-ran (stale) ' if stale else '') + f'done in {fmt_duration(seconds)}'
+                        + _headline(result, progress.metrics), seconds)
+    except Exception as err:  # noqa: BLE001 (one failed cell must not lose the others)
+        seconds = clock() - start
+        (folder / 'error.txt').write_text(traceback.format_exc())
+        record = dict(status='failed', key=key, cell=cell.spec(), seconds=round(seconds, 1),
+                      error=f'{type(err).__name__}: {err}')
+        store.save(cell, record)
+        progress.report(index, cell, f'FAILED after {fmt_duration(seconds)}: {record["error"]} '
+                        f'(traceback: {folder / "error.txt"})', seconds)
+        print(traceback.format_exc(), file=sys.stderr, flush=True)
+    return record
 
 
 def _headline(result: dict, spec: dict) -> str:
