@@ -23,8 +23,10 @@ demo: env
 test: env
 	$(PY) -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
+# two processes share the cells (tools/benchmark.py --jobs), one OpenMP thread each on 2 cores
+BENCH_JOBS ?= 2
 bench: env
-	$(PY) tools/benchmark.py $(BENCH_ARGS)
+	$(PY) tools/benchmark.py --jobs $(BENCH_JOBS) $(BENCH_ARGS)
 
 test-all: env
 	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)

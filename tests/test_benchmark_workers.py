@@ -220,3 +220,11 @@ def test_jobs_arguments_checked(argv, capsys):
     with pytest.raises(SystemExit):
         benchmark.parse_args(argv)
     assert 'error' in capsys.readouterr().err
+
+
+def test_thread_env_splits_the_cores_unless_set():
+    assert benchmark.thread_env(2, {}, 2) == {'OMP_NUM_THREADS': '1'}
+    assert benchmark.thread_env(2, {}, 16) == {'OMP_NUM_THREADS': '8'}
+    assert benchmark.thread_env(3, {}, 2) == {'OMP_NUM_THREADS': '1'}
+    assert benchmark.thread_env(2, {'OMP_NUM_THREADS': '4'}, 2) == {}  # the caller's choice stands
+    assert benchmark.thread_env(1, {}, 2) == {}
