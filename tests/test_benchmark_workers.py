@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tools'))
 from _bench.cells import CellStore, MissingInput, Progress, run_cells  # noqa: E402
-from _bench.plan import Cell  # noqa: E402
+from _bench.plan import Cell, expand  # noqa: E402
 from _bench.workers import Claims, prerequisites  # noqa: E402
 import benchmark  # noqa: E402
 
@@ -32,11 +32,15 @@ class Recorder:
 
     def run(self, cell, out, results):
         self.ran.append(cell.id)
+        self.write('start', cell)
+        time.sleep(self.seconds)
+        self.write('end', cell)
+        return dict(metrics=dict(NDS=0.5, mAP=0.25), pid=os.getpid())
+
+    def write(self, event, cell):
         if self.log is not None:
             with open(self.log, 'a') as f:
-                f.write(f'{os.getpid()} {cell.id}\n')
-        time.sleep(self.seconds)
-        return dict(metrics=dict(NDS=0.5, mAP=0.25), pid=os.getpid())
+                f.write(f'{event} {os.getpid()} {cell.id}\n')
 
 
 def record(key, status='done'):
@@ -96,6 +100,12 @@ def test_real_pid_liveness(tmp_path):
     assert claims.holder(cell) is None
     claims.path(cell).write_text(str(os.getppid()))  # alive
     assert claims.holder(cell) == os.getppid()
+
+
+def test_costs_is_the_last_cell_of_a_plan():
+    from test_benchmark_cells import small_plan
+    cells = expand(small_plan(costs={'probes': 1}), train_dense=True)
+    assert cells[-1].kind == 'costs' and cells[-2].kind == 'finetune'
 
 
 def test_prerequisites():
@@ -180,8 +190,13 @@ def test_cell_of_a_claimer_that_died_without_result_is_run_here(tmp_path):
     assert ex.ran == [a.id, c.id, b.id] and all(r['status'] == 'done' for r in results.values())
 
 
+def shared_cells():
+    return cells_abc() + [Cell('oneshot', method='lamp', sparsity=s, split='test') for s in (0.5, 0.7, 0.9)] + \
+        [Cell('costs', seed=0)]
+
+
 def _worker(work, log, barrier):
-    cells = cells_abc() + [Cell('oneshot', method='lamp', sparsity=s, split='test') for s in (0.5, 0.7, 0.9)]
+    cells = shared_cells()
     store = CellStore(work)
     barrier.wait()
     results = run_cells(cells, store, Recorder(log, seconds=0.2), Progress(cells, store, {}, write=lambda line: None),
@@ -200,10 +215,12 @@ def test_two_processes_run_every_cell_once(tmp_path):
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    ran = [line.split() for line in log.read_text().splitlines()]
-    assert sorted(cell for _, cell in ran) == sorted(c.id for c in cells_abc()) + sorted(
-        Cell('oneshot', method='lamp', sparsity=s, split='test').id for s in (0.5, 0.7, 0.9))
+    events = [line.split() for line in log.read_text().splitlines()]
+    ran = [(pid, cell) for event, pid, cell in events if event == 'start']
+    assert sorted(cell for _, cell in ran) == sorted(c.id for c in shared_cells())  # each exactly once
     assert len({pid for pid, _ in ran}) == 2  # the work was shared
+    # costs (needs every earlier cell) starts once every other cell has ended: it runs alone
+    assert events[-2:] == [['start', events[-2][1], 'costs'], ['end', events[-2][1], 'costs']]
     outs = [json.loads(p.read_text()) for p in sorted(tmp_path.glob('results_*.json'))]
     assert len(outs) == 2 and outs[0] == outs[1] == {cell: int(pid) for pid, cell in ran}
 

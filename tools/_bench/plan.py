@@ -306,13 +306,13 @@ def expand(plan: Plan, *, train_dense: bool) -> list[Cell]:
             cells += [Cell('oneshot', method=method, sparsity=float(s), seed=seed, split='test') for seed in seeds]
     if plan.additivity.get('random', 0) > 0 and curves:
         cells += [Cell('additivity', seed=s) for s in plan.seeds]
-    if plan.costs:
-        cells.append(Cell('costs', seed=plan.seeds[0]))
     for seed in plan.seeds:
         for method, variant in plan.finetune_rows():
             sparsities = [None] if method == 'dense' else plan.finetune.get('sparsities', [])
             cells += [Cell('finetune', method=method, variant=variant, sparsity=None if s is None else float(s),
                            seed=seed, split='test') for s in sparsities]
+    if plan.costs:  # last: it times things, so nothing else should run beside it (with --jobs, nothing does)
+        cells.append(Cell('costs', seed=plan.seeds[0]))
     return cells
 
 
