@@ -377,6 +377,20 @@ def test_eta_counts_stored_results_as_stale_once_they_turn_out_stale(tmp_path):
     assert lines[0].endswith('ETA 20s')  # not 0s: the stored results are stale like the first one
 
 
+def test_eta_counts_stored_results_of_an_unseen_kind_in_full(tmp_path):
+    dense = Cell('dense_eval', split='test')
+    pruned = [Cell('oneshot', method='global', sparsity=s, split='test') for s in (0.5, 0.7)]
+    cells = [dense, *pruned]
+    run(tmp_path, FakeExecutor(), cells)
+    clock = iter(range(0, 1000, 10)).__next__
+    store, lines = CellStore(tmp_path), []
+    stale = FakeExecutor(inputs={c.id: 'v2' for c in pruned})  # the pruner changed: the dense cell stays fresh
+    run_cells(cells, store, stale, Progress(cells, store, {'oneshot': 100.0}, write=lines.append, clock=clock),
+              clock=clock)
+    assert 'cached' in lines[0] and lines[0].endswith('ETA 3m')  # the two stored one-shot results in full (0 s was)
+    assert lines[1].endswith('ETA 10s')  # one of one stored one-shot result turned out stale: the other counts
+
+
 def test_eta_groups_durations_by_timing_class(tmp_path):
     p = small_plan(robustness=ROBUST)
     cells = [Cell('oneshot', method='rd', sparsity=s, seed=0, split='test') for s in (0.9, 0.5, 0.9)]

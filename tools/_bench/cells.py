@@ -92,9 +92,10 @@ class Progress:
     The class is ``timing(cell)``, by default the kind (the benchmark's plan separates the cells that also evaluate
     under corruption, which take several evaluations longer). A finished cell's line shows its primary and secondary
     metric (``metrics``: the plan's; NDS and mAP by default). With ``workers`` processes sharing the cells, the
-    ETA is the sum over ``workers``. A cell with a stored result
-    counts with the share of stored results that turned out stale so far in this run (none seen yet: free), since
-    whether it is reused is known only once the cells before it have run.
+    ETA is the sum over ``workers``. A cell with a stored result counts with the share of stored results of its kind
+    that turned out stale so far in this run (none of its kind seen yet: in full), since whether it is reused is
+    known only once the cells before it have run. By kind, because the keys of different kinds hold different code
+    (an edit of the pruner leaves the dense model's cells fresh and makes every pruning cell stale).
     """
 
     def __init__(self, cells: Sequence[Cell], store: CellStore, defaults: dict[str, float],
@@ -110,7 +111,8 @@ class Progress:
         self.start = clock()
         self.durations: dict[str, list[float]] = {}
         self.previous = {c.id: (self.store.load(c) or {}) for c in self.cells}
-        self.stored_seen = self.stored_stale = 0
+        self.stored_seen: dict[str, int] = {}  # by kind: stored results met so far
+        self.stored_stale: dict[str, int] = {}  # and how many of them ran again
 
     def estimate(self, cell: Cell) -> float:
         record = self.previous.get(cell.id, {})
@@ -119,13 +121,14 @@ class Progress:
         default = self.defaults.get(klass, self.defaults.get(cell.kind, 60.0))
         full = sum(seen) / len(seen) if seen else float(record.get('seconds') or default)
         if record.get('status') == 'done':
-            return full * (self.stored_stale / self.stored_seen if self.stored_seen else 0.0)
+            seen = self.stored_seen.get(cell.kind, 0)
+            return full * (self.stored_stale.get(cell.kind, 0) / seen if seen else 1.0)
         return full
 
     def report(self, index: int, cell: Cell, message: str, seconds: float | None = None) -> None:
         if self.previous.get(cell.id, {}).get('status') == 'done':
-            self.stored_seen += 1
-            self.stored_stale += seconds is not None  # it ran again
+            self.stored_seen[cell.kind] = self.stored_seen.get(cell.kind, 0) + 1
+            self.stored_stale[cell.kind] = self.stored_stale.get(cell.kind, 0) + (seconds is not None)  # ran again
         if seconds is not None:
             self.durations.setdefault(self.timing(cell), []).append(seconds)
         remaining = sum(self.estimate(c) for c in self.cells[index + 1:]) / self.workers
