@@ -118,17 +118,24 @@ def test_prerequisites():
     assert prerequisites(Cell('additivity', seed=0), []) is None and prerequisites(Cell('costs', seed=0), []) is None
 
 
+def held_elsewhere(tmp_path, store, cell, on_wait=lambda: None):
+    """Claims of this process (pid 1) while OTHER holds ``cell``: waiting for it (their ``sleep``) makes OTHER store
+    its result and let its claim go."""
+    def other_finishes(seconds):
+        on_wait()
+        store.folder(cell).mkdir(parents=True, exist_ok=True)
+        store.save(cell, record(cell.id))
+        Claims(tmp_path, pid=OTHER).release(cell)
+    Claims(tmp_path, pid=OTHER).acquire(cell)
+    return Claims(tmp_path, pid=1, alive=lambda pid: pid == OTHER, sleep=other_finishes)
+
+
 # ------------------------------------------------------------------------------------------------ run_cells
 def test_cell_claimed_elsewhere_is_left_to_it_and_its_result_taken(tmp_path):
     a, b, c = cells_abc()
     store = CellStore(tmp_path)
 
-    def other_finishes(seconds):  # the other process stores b's result and lets its claim go
-        store.folder(b).mkdir(parents=True, exist_ok=True)
-        store.save(b, record(b.id))
-        Claims(tmp_path, pid=OTHER).release(b)
-    Claims(tmp_path, pid=OTHER).acquire(b)
-    claims = Claims(tmp_path, pid=1, alive=lambda pid: pid == OTHER, sleep=other_finishes)
+    claims = held_elsewhere(tmp_path, store, b)
     ex = Recorder()
     results, lines = run(tmp_path, ex, [a, b, c], claims)
     assert ex.ran == [a.id, c.id]
@@ -142,13 +149,7 @@ def test_prerequisite_is_waited_for_before_the_cell_that_reads_it(tmp_path):
     curves, oneshot = Cell('curves', seed=0), Cell('oneshot', method='rd', sparsity=0.5, seed=0, split='test')
     store, order = CellStore(tmp_path), []
 
-    def other_finishes(seconds):
-        order.append('waited')
-        store.folder(curves).mkdir(parents=True, exist_ok=True)
-        store.save(curves, record(curves.id))
-        Claims(tmp_path, pid=OTHER).release(curves)
-    Claims(tmp_path, pid=OTHER).acquire(curves)
-    claims = Claims(tmp_path, pid=1, alive=lambda pid: pid == OTHER, sleep=other_finishes)
+    claims = held_elsewhere(tmp_path, store, curves, on_wait=lambda: order.append('waited'))
 
     class Ordered(Recorder):
         def run(self, cell, out, results):
@@ -163,11 +164,7 @@ def test_missing_input_waits_for_pending_cells_then_retries(tmp_path):
     dense, ev = Cell('dense_train'), Cell('dense_eval', split='test')
     store = CellStore(tmp_path)
 
-    def other_finishes(seconds):
-        store.folder(dense).mkdir(parents=True, exist_ok=True)
-        store.save(dense, record(dense.id))
-        Claims(tmp_path, pid=OTHER).release(dense)
-    Claims(tmp_path, pid=OTHER).acquire(dense)
+    claims = held_elsewhere(tmp_path, store, dense)
 
     class NeedsDense(Recorder):
         def key(self, cell, results):
@@ -175,8 +172,7 @@ def test_missing_input_waits_for_pending_cells_then_retries(tmp_path):
                 raise MissingInput('the dense model is missing')
             return cell.id
     ex = NeedsDense()
-    results, _ = run(tmp_path, ex, [dense, ev],
-                     Claims(tmp_path, pid=1, alive=lambda pid: pid == OTHER, sleep=other_finishes))
+    results, _ = run(tmp_path, ex, [dense, ev], claims)
     assert ex.ran == [ev.id] and results[ev.id]['status'] == 'done'
 
 
